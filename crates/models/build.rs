@@ -1,0 +1,1 @@
+include!("../../build-support/link_torch.rs");

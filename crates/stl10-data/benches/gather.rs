@@ -1,0 +1,33 @@
+//! Batch gathering from the memory-mapped unlabeled split: 500 random images per step, as one
+//! STL-10 pretraining step draws them. Prints images/s.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use stl10_data::{DataConfig, Stream, fixtures::write_stl10, load, permutation};
+
+fn gather(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_stl10(dir.path(), 10, 10, 4000).expect("fixture");
+    let ds = load(
+        &DataConfig {
+            root: dir.path().into(),
+            ..DataConfig::default()
+        },
+        0,
+    )
+    .expect("load");
+    let order = permutation(ds.unlabeled.len(), 0, 0, Stream::Unlabeled);
+    let mut group = c.benchmark_group("gather");
+    group.throughput(Throughput::Elements(500));
+    let mut step = 0;
+    group.bench_function("unlabeled_mmap_500x96x96", |b| {
+        b.iter(|| {
+            let start = (step * 500) % (order.len() - 500);
+            step += 1;
+            ds.unlabeled.images(&order[start..start + 500])
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, gather);
+criterion_main!(benches);

@@ -1,0 +1,236 @@
+//! Batching as the Keras example does it.
+//!
+//! `steps = (U + L) / batch_size`; each step zips an unlabeled batch of `U / steps` images
+//! with a labeled batch of `L / steps` images (STL-10, 525: 200 steps of 500 + 25). Both splits
+//! are reshuffled every epoch from `(seed, epoch)`, so a run is reproducible.
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use tch::Tensor;
+
+use crate::error::{DataError, Result};
+use crate::images::Split;
+
+/// Independent random streams derived from one seed.
+#[derive(Debug, Clone, Copy)]
+#[repr(u64)]
+pub enum Stream {
+    Unlabeled = 1,
+    Labeled = 2,
+    Supervised = 3,
+    LabeledSelection = 4,
+}
+
+/// A generator for `(seed, epoch, stream)`: the same triple always gives the same numbers.
+pub fn rng(seed: u64, epoch: u64, stream: Stream) -> ChaCha8Rng {
+    // splitmix64 over the three words, so nearby seeds give unrelated streams.
+    let mut z = seed
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(epoch.wrapping_mul(0xBF58_476D_1CE4_E5B9))
+        .wrapping_add((stream as u64).wrapping_mul(0x94D0_49BB_1331_11EB));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ChaCha8Rng::seed_from_u64(z ^ (z >> 31))
+}
+
+/// A permutation of `0..n` for `(seed, epoch, stream)`.
+pub fn permutation(n: usize, seed: u64, epoch: u64, stream: Stream) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rng(seed, epoch, stream));
+    order
+}
+
+/// Per-step batch sizes derived from the split sizes, as the example derives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPlan {
+    pub steps: usize,
+    pub unlabeled_batch: usize,
+    pub labeled_batch: usize,
+}
+
+impl BatchPlan {
+    /// The plan for `unlabeled` + `labeled` images at `batch_size` images per step.
+    pub fn new(unlabeled: usize, labeled: usize, batch_size: usize) -> Result<Self> {
+        if batch_size == 0 {
+            return Err(DataError::Batching("batch_size must be at least 1".into()));
+        }
+        let steps = (unlabeled + labeled) / batch_size;
+        if steps == 0 {
+            return Err(DataError::Batching(format!(
+                "{unlabeled} unlabeled + {labeled} labeled images make no full batch of \
+                 {batch_size}: lower data.batch_size"
+            )));
+        }
+        let (unlabeled_batch, labeled_batch) = (unlabeled / steps, labeled / steps);
+        if unlabeled_batch == 0 || labeled_batch == 0 {
+            return Err(DataError::Batching(format!(
+                "{steps} steps per epoch leave an empty batch ({unlabeled_batch} unlabeled + \
+                 {labeled_batch} labeled from {unlabeled} + {labeled} images): raise \
+                 data.batch_size or add {}",
+                if unlabeled_batch == 0 {
+                    "unlabeled images"
+                } else {
+                    "labeled images"
+                }
+            )));
+        }
+        Ok(BatchPlan {
+            steps,
+            unlabeled_batch,
+            labeled_batch,
+        })
+    }
+
+    /// The example's line: `batch size is 500 (unlabeled) + 25 (labeled)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "batch size is {} (unlabeled) + {} (labeled)",
+            self.unlabeled_batch, self.labeled_batch
+        )
+    }
+}
+
+/// One step of contrastive pretraining: uint8 `[U,3,H,W]`, uint8 `[L,3,H,W]`, int64 `[L]`.
+#[derive(Debug)]
+pub struct ZippedBatch {
+    pub unlabeled: Tensor,
+    pub labeled: Tensor,
+    pub labels: Tensor,
+}
+
+/// One batch of labeled images: uint8 `[N,3,H,W]` and int64 `[N]`.
+#[derive(Debug)]
+pub struct LabeledBatch {
+    pub images: Tensor,
+    pub labels: Tensor,
+}
+
+/// One epoch of zipped unlabeled/labeled batches.
+#[derive(Debug)]
+pub struct ZippedEpoch<'a> {
+    unlabeled: &'a Split,
+    labeled: &'a Split,
+    plan: BatchPlan,
+    unlabeled_order: Vec<usize>,
+    labeled_order: Vec<usize>,
+    next: usize,
+}
+
+impl<'a> ZippedEpoch<'a> {
+    pub fn new(
+        unlabeled: &'a Split,
+        labeled: &'a Split,
+        plan: BatchPlan,
+        seed: u64,
+        epoch: u64,
+    ) -> Self {
+        ZippedEpoch {
+            unlabeled,
+            labeled,
+            plan,
+            unlabeled_order: permutation(unlabeled.len(), seed, epoch, Stream::Unlabeled),
+            labeled_order: permutation(labeled.len(), seed, epoch, Stream::Labeled),
+            next: 0,
+        }
+    }
+
+    /// Split positions of step `i`: `(unlabeled, labeled)`.
+    pub fn positions(&self, i: usize) -> (&[usize], &[usize]) {
+        let (u, l) = (self.plan.unlabeled_batch, self.plan.labeled_batch);
+        (
+            &self.unlabeled_order[i * u..(i + 1) * u],
+            &self.labeled_order[i * l..(i + 1) * l],
+        )
+    }
+}
+
+impl Iterator for ZippedEpoch<'_> {
+    type Item = ZippedBatch;
+
+    fn next(&mut self) -> Option<ZippedBatch> {
+        if self.next >= self.plan.steps {
+            return None;
+        }
+        let (u, l) = self.positions(self.next);
+        let batch = ZippedBatch {
+            unlabeled: self.unlabeled.images(u),
+            labeled: self.labeled.images(l),
+            labels: self.labeled.label_tensor(l),
+        };
+        self.next += 1;
+        Some(batch)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.plan.steps - self.next;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for ZippedEpoch<'_> {}
+
+/// Batches of a labeled split, in a fixed order, the last partial batch kept.
+#[derive(Debug)]
+pub struct LabeledEpoch<'a> {
+    split: &'a Split,
+    order: Vec<usize>,
+    batch: usize,
+    next: usize,
+}
+
+impl<'a> LabeledEpoch<'a> {
+    /// Shuffled for `(seed, epoch)`: supervised training (the example's `labeled_train_dataset`).
+    pub fn shuffled(split: &'a Split, batch: usize, seed: u64, epoch: u64) -> Result<Self> {
+        let order = permutation(split.len(), seed, epoch, Stream::Supervised);
+        Self::with_order(split, batch, order)
+    }
+
+    /// In the split's order: evaluation.
+    pub fn in_order(split: &'a Split, batch: usize) -> Result<Self> {
+        Self::with_order(split, batch, (0..split.len()).collect())
+    }
+
+    fn with_order(split: &'a Split, batch: usize, order: Vec<usize>) -> Result<Self> {
+        if batch == 0 {
+            return Err(DataError::Batching("batch size must be at least 1".into()));
+        }
+        if split.labels().is_none() {
+            return Err(DataError::Batching(
+                "labeled batches need a labeled split".into(),
+            ));
+        }
+        Ok(LabeledEpoch {
+            split,
+            order,
+            batch,
+            next: 0,
+        })
+    }
+
+    /// Split positions of every batch, in order.
+    pub fn positions(&self) -> impl Iterator<Item = &[usize]> {
+        self.order.chunks(self.batch)
+    }
+
+    pub fn steps(&self) -> usize {
+        self.order.len().div_ceil(self.batch)
+    }
+}
+
+impl Iterator for LabeledEpoch<'_> {
+    type Item = LabeledBatch;
+
+    fn next(&mut self) -> Option<LabeledBatch> {
+        let start = self.next * self.batch;
+        if start >= self.order.len() {
+            return None;
+        }
+        let pos = &self.order[start..(start + self.batch).min(self.order.len())];
+        self.next += 1;
+        Some(LabeledBatch {
+            images: self.split.images(pos),
+            labels: self.split.label_tensor(pos),
+        })
+    }
+}

@@ -1,0 +1,96 @@
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DataError, Result};
+
+/// Which reader builds the data set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataKind {
+    /// The official STL-10 binary files (`stl10_binary/*.bin`).
+    Stl10,
+    /// `ROOT/train/<class>/*`, optional `ROOT/unlabeled/**`, `ROOT/test/<class>/*` (JPEG, PNG).
+    Folder,
+    /// MNIST-style IDX files (`train-images-idx3-ubyte[.gz]`, ...), e.g. Fashion-MNIST.
+    Idx,
+}
+
+/// The `[data]` table. Defaults reproduce the Keras SimCLR example on STL-10.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    pub kind: DataKind,
+    /// STL-10: the folder holding `stl10_binary/` or that folder itself; folder/IDX: their root.
+    pub root: PathBuf,
+    /// Side of the square images handed to the model (STL-10: 96).
+    pub image_size: usize,
+    /// Keep this many labeled images per class and move the rest, labels dropped, to the
+    /// unlabeled split (only for sources without an unlabeled split of their own).
+    pub labeled_per_class: Option<usize>,
+    /// One of STL-10's ten predefined training folds (0..=9); none: all 5,000 images.
+    pub fold: Option<usize>,
+    /// Images per zipped step (unlabeled + labeled), the example's `batch_size = 525`.
+    pub batch_size: usize,
+    /// Skip (and count) images that cannot be decoded instead of failing.
+    pub skip_unreadable: bool,
+    /// Class names for IDX sources, which carry none (default: "0", "1", ...).
+    pub class_names: Option<Vec<String>>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            kind: DataKind::Stl10,
+            root: PathBuf::from("data/stl10"),
+            image_size: 96,
+            labeled_per_class: None,
+            fold: None,
+            batch_size: 525,
+            skip_unreadable: false,
+            class_names: None,
+        }
+    }
+}
+
+impl DataConfig {
+    /// Checks values that are wrong whatever the files hold.
+    pub fn validate(&self) -> Result<()> {
+        if self.image_size == 0 {
+            return Err(DataError::config("image_size", "must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(DataError::config("batch_size", "must be at least 1"));
+        }
+        if self.labeled_per_class == Some(0) {
+            return Err(DataError::config("labeled_per_class", "must be at least 1"));
+        }
+        if let Some(fold) = self.fold {
+            if self.kind != DataKind::Stl10 {
+                return Err(DataError::config(
+                    "fold",
+                    "only STL-10 has predefined folds",
+                ));
+            }
+            if fold > 9 {
+                return Err(DataError::config(
+                    "fold",
+                    format!("STL-10 has folds 0..=9, got {fold}"),
+                ));
+            }
+        }
+        if self.kind == DataKind::Stl10 && self.image_size != 96 {
+            return Err(DataError::config(
+                "image_size",
+                format!("STL-10 images are 96x96, got {}", self.image_size),
+            ));
+        }
+        if self.class_names.is_some() && self.kind != DataKind::Idx {
+            return Err(DataError::config(
+                "class_names",
+                "only IDX sources take class names (STL-10 and folders carry their own)",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,186 @@
+//! Image folders: `ROOT/train/<class>/*`, optional `ROOT/unlabeled/**`, `ROOT/test/<class>/*`.
+//!
+//! JPEG and PNG files are decoded in parallel, resized to cover the configured square and
+//! centre-cropped (torchvision's `Resize` + `CenterCrop`), and stored as planar RGB.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use image::imageops::FilterType;
+use rayon::prelude::*;
+
+use crate::config::DataConfig;
+use crate::error::{DataError, Result};
+use crate::images::{CHANNELS, Dataset, ImageStore, Split};
+
+const EXTENSIONS: &[&str] = &["jpg", "jpeg", "png"];
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut entries = std::fs::read_dir(dir)
+        .map_err(|e| DataError::io(dir, e))?
+        .map(|e| e.map(|e| e.path()).map_err(|err| DataError::io(dir, err)))
+        .collect::<Result<Vec<_>>>()?;
+    entries.sort();
+    Ok(entries)
+}
+
+/// Every image file below `dir`, at any depth, in sorted order.
+fn images_below(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for path in read_dir_sorted(dir)? {
+        if path.is_dir() {
+            images_below(&path, out)?;
+        } else if is_image(&path) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Image files with their labels.
+type LabeledFiles = Vec<(PathBuf, i64)>;
+
+/// `(class names, [(file, label)])` of a `<split>/<class>/*` folder.
+fn labeled_files(dir: &Path) -> Result<(Vec<String>, LabeledFiles)> {
+    let mut names = Vec::new();
+    let mut files = Vec::new();
+    for class_dir in read_dir_sorted(dir)?.into_iter().filter(|p| p.is_dir()) {
+        let label = names.len() as i64;
+        let mut found = Vec::new();
+        images_below(&class_dir, &mut found)?;
+        if found.is_empty() {
+            return Err(DataError::format(
+                &class_dir,
+                "class folder holds no JPEG or PNG images",
+            ));
+        }
+        names.push(
+            class_dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+        );
+        files.extend(found.into_iter().map(|f| (f, label)));
+    }
+    if names.is_empty() {
+        return Err(DataError::format(dir, "holds no class folders"));
+    }
+    Ok((names, files))
+}
+
+/// Decodes one image and returns it as planar `[C][H][W]` bytes at `size` x `size`.
+pub fn decode_planar(path: &Path, size: usize) -> Result<Vec<u8>> {
+    let img = image::ImageReader::open(path)
+        .map_err(|e| DataError::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| DataError::io(path, e))?
+        .decode()
+        .map_err(|e| DataError::Image {
+            path: path.to_path_buf(),
+            problem: e.to_string(),
+        })?;
+    let side = size as u32;
+    let rgb = if img.width() == side && img.height() == side {
+        img.into_rgb8()
+    } else {
+        img.resize_to_fill(side, side, FilterType::Triangle)
+            .into_rgb8()
+    };
+    let plane = size * size;
+    let mut out = vec![0u8; CHANNELS * plane];
+    for (i, px) in rgb.pixels().enumerate() {
+        for c in 0..CHANNELS {
+            out[c * plane + i] = px.0[c];
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes `files` in parallel; unreadable ones fail the load, or are skipped when `skip`.
+/// Returns the store and, for each kept image, its position in `files`.
+fn decode_all(files: &[PathBuf], size: usize, skip: bool) -> Result<(ImageStore, Vec<usize>)> {
+    let decoded: Vec<Result<Vec<u8>>> = files.par_iter().map(|f| decode_planar(f, size)).collect();
+    let mut bytes = Vec::with_capacity(files.len() * CHANNELS * size * size);
+    let mut kept = Vec::with_capacity(files.len());
+    for (i, d) in decoded.into_iter().enumerate() {
+        match d {
+            Ok(b) => {
+                bytes.extend_from_slice(&b);
+                kept.push(i);
+            }
+            Err(e @ DataError::Image { .. }) if !skip => return Err(e),
+            Err(DataError::Image { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((ImageStore::from_chw(bytes, size), kept))
+}
+
+fn labeled_split(dir: &Path, size: usize, skip: bool) -> Result<(Vec<String>, Split, usize)> {
+    let (names, files) = labeled_files(dir)?;
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    let (store, kept) = decode_all(&paths, size, skip)?;
+    let labels = kept.iter().map(|&i| files[i].1).collect();
+    let skipped = files.len() - kept.len();
+    Ok((names, Split::new(Arc::new(store), Some(labels)), skipped))
+}
+
+/// Loads `ROOT/train`, `ROOT/unlabeled` (if present) and `ROOT/test` (if present).
+pub fn load(cfg: &DataConfig) -> Result<Dataset> {
+    let (size, skip) = (cfg.image_size, cfg.skip_unreadable);
+    let train_dir = cfg.root.join("train");
+    if !train_dir.is_dir() {
+        return Err(DataError::format(
+            &train_dir,
+            "missing: an image folder needs ROOT/train/<class>/ folders",
+        ));
+    }
+    let (class_names, train, mut skipped) = labeled_split(&train_dir, size, skip)?;
+
+    let unlabeled_dir = cfg.root.join("unlabeled");
+    let unlabeled = if unlabeled_dir.is_dir() {
+        let mut files = Vec::new();
+        images_below(&unlabeled_dir, &mut files)?;
+        if files.is_empty() {
+            return Err(DataError::format(
+                &unlabeled_dir,
+                "holds no JPEG or PNG images",
+            ));
+        }
+        let (store, kept) = decode_all(&files, size, skip)?;
+        skipped += files.len() - kept.len();
+        Split::new(Arc::new(store), None)
+    } else {
+        Split::empty(size)
+    };
+
+    let test_dir = cfg.root.join("test");
+    let test = if test_dir.is_dir() {
+        let (test_names, test, test_skipped) = labeled_split(&test_dir, size, skip)?;
+        if test_names != class_names {
+            return Err(DataError::format(
+                &test_dir,
+                format!("test classes {test_names:?} differ from train classes {class_names:?}"),
+            ));
+        }
+        skipped += test_skipped;
+        test
+    } else {
+        Split::empty(size)
+    };
+
+    Ok(Dataset {
+        train,
+        unlabeled,
+        test,
+        class_names,
+        image_size: size,
+        skipped,
+    })
+}

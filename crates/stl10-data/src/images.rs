@@ -1,0 +1,264 @@
+use std::sync::Arc;
+
+use memmap2::Mmap;
+use tch::{Kind, Tensor};
+
+/// How one image's bytes are laid out in an [`ImageStore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Channel planes, each row-major: `[C][H][W]`.
+    Chw,
+    /// Channel planes, each column-major: `[C][W][H]` (STL-10's binary files).
+    Cwh,
+}
+
+enum Bytes {
+    Owned(Vec<u8>),
+    Mapped { map: Mmap, offset: usize },
+}
+
+impl Bytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(v) => v,
+            Bytes::Mapped { map, offset } => &map[*offset..],
+        }
+    }
+}
+
+/// A run of square 3-channel uint8 images, owned or memory-mapped.
+pub struct ImageStore {
+    bytes: Bytes,
+    len: usize,
+    size: usize,
+    layout: Layout,
+}
+
+pub(crate) const CHANNELS: usize = 3;
+
+impl ImageStore {
+    /// `bytes` holds `len` images of `3 * size * size` bytes each, `[C][H][W]`.
+    pub fn from_chw(bytes: Vec<u8>, size: usize) -> Self {
+        let len = bytes.len() / (CHANNELS * size * size);
+        debug_assert_eq!(bytes.len(), len * CHANNELS * size * size);
+        ImageStore {
+            bytes: Bytes::Owned(bytes),
+            len,
+            size,
+            layout: Layout::Chw,
+        }
+    }
+
+    /// A memory map whose bytes from `offset` on are whole images in `layout`.
+    pub(crate) fn mapped(map: Mmap, offset: usize, size: usize, layout: Layout) -> Self {
+        let len = (map.len() - offset) / (CHANNELS * size * size);
+        ImageStore {
+            bytes: Bytes::Mapped { map, offset },
+            len,
+            size,
+            layout,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Side of the square images.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    fn image_bytes(&self) -> usize {
+        CHANNELS * self.size * self.size
+    }
+
+    /// The raw bytes of image `i`, in this store's layout.
+    pub fn raw(&self, i: usize) -> &[u8] {
+        let n = self.image_bytes();
+        &self.bytes.as_slice()[i * n..(i + 1) * n]
+    }
+
+    /// Copies the images at `indices` into one uint8 tensor `[N, 3, H, W]` on the CPU.
+    ///
+    /// # Panics
+    /// If an index is out of range (the batchers only hand out valid indices).
+    pub fn gather(&self, indices: &[usize]) -> Tensor {
+        let n = self.image_bytes();
+        let mut buf = Vec::with_capacity(indices.len() * n);
+        for &i in indices {
+            buf.extend_from_slice(self.raw(i));
+        }
+        let (s, k) = (self.size as i64, indices.len() as i64);
+        let t = Tensor::from_slice(&buf).view([k, CHANNELS as i64, s, s]);
+        match self.layout {
+            Layout::Chw => t,
+            Layout::Cwh => t.transpose(2, 3).contiguous(),
+        }
+    }
+
+    /// Pixel `(channel, row, col)` of image `i`, whatever the layout.
+    pub fn pixel(&self, i: usize, channel: usize, row: usize, col: usize) -> u8 {
+        let plane = self.size * self.size;
+        let within = match self.layout {
+            Layout::Chw => row * self.size + col,
+            Layout::Cwh => col * self.size + row,
+        };
+        self.raw(i)[channel * plane + within]
+    }
+
+    /// Image `i` as interleaved RGB rows (`[H][W][C]`), for encoders such as PNG.
+    pub fn rgb(&self, i: usize) -> Vec<u8> {
+        let s = self.size;
+        let mut out = Vec::with_capacity(self.image_bytes());
+        for row in 0..s {
+            for col in 0..s {
+                for c in 0..CHANNELS {
+                    out.push(self.pixel(i, c, row, col));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl std::fmt::Debug for ImageStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageStore")
+            .field("len", &self.len)
+            .field("size", &self.size)
+            .field("layout", &self.layout)
+            .finish()
+    }
+}
+
+/// One split of a data set: a view (all images, or a subset) of a store, with or without labels.
+#[derive(Debug, Clone)]
+pub struct Split {
+    store: Arc<ImageStore>,
+    indices: Option<Arc<Vec<usize>>>,
+    labels: Option<Arc<Vec<i64>>>,
+}
+
+impl Split {
+    /// Every image of `store`; `labels`, when given, holds one label per image.
+    pub fn new(store: Arc<ImageStore>, labels: Option<Vec<i64>>) -> Self {
+        debug_assert!(labels.as_ref().is_none_or(|l| l.len() == store.len()));
+        Split {
+            store,
+            indices: None,
+            labels: labels.map(Arc::new),
+        }
+    }
+
+    /// An empty split of `size`x`size` images.
+    pub fn empty(size: usize) -> Self {
+        Split::new(
+            Arc::new(ImageStore::from_chw(Vec::new(), size)),
+            Some(Vec::new()),
+        )
+    }
+
+    /// The images at `indices` of `store`, with `labels` (one per index) or none.
+    pub fn subset(store: Arc<ImageStore>, indices: Vec<usize>, labels: Option<Vec<i64>>) -> Self {
+        debug_assert!(indices.iter().all(|&i| i < store.len()));
+        debug_assert!(labels.as_ref().is_none_or(|l| l.len() == indices.len()));
+        Split {
+            store,
+            indices: Some(Arc::new(indices)),
+            labels: labels.map(Arc::new),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.indices.as_ref().map_or(self.store.len(), |i| i.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn image_size(&self) -> usize {
+        self.store.size()
+    }
+
+    /// Labels `0..classes`, one per image; `None` for an unlabeled split.
+    pub fn labels(&self) -> Option<&[i64]> {
+        self.labels.as_deref().map(Vec::as_slice)
+    }
+
+    /// Index into the store of this split's image `i`.
+    pub fn store_index(&self, i: usize) -> usize {
+        self.indices.as_ref().map_or(i, |idx| idx[i])
+    }
+
+    pub fn store(&self) -> &ImageStore {
+        &self.store
+    }
+
+    pub(crate) fn store_arc(&self) -> Arc<ImageStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// uint8 `[N, 3, H, W]` images at split positions `positions`.
+    pub fn images(&self, positions: &[usize]) -> Tensor {
+        let idx: Vec<usize> = positions.iter().map(|&p| self.store_index(p)).collect();
+        self.store.gather(&idx)
+    }
+
+    /// int64 `[N]` labels at split positions `positions` (empty tensor if unlabeled).
+    pub fn label_tensor(&self, positions: &[usize]) -> Tensor {
+        match self.labels() {
+            Some(l) => {
+                let v: Vec<i64> = positions.iter().map(|&p| l[p]).collect();
+                Tensor::from_slice(&v)
+            }
+            None => Tensor::zeros([0], (Kind::Int64, tch::Device::Cpu)),
+        }
+    }
+
+    /// How many images carry each label `0..classes`.
+    pub fn class_counts(&self, classes: usize) -> Vec<usize> {
+        let mut counts = vec![0; classes];
+        for &l in self.labels().unwrap_or(&[]) {
+            counts[l as usize] += 1;
+        }
+        counts
+    }
+}
+
+/// A data set as every reader hands it over: three splits and the class names.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub train: Split,
+    pub unlabeled: Split,
+    pub test: Split,
+    pub class_names: Vec<String>,
+    pub image_size: usize,
+    /// Images that could not be decoded and were skipped (`skip_unreadable`).
+    pub skipped: usize,
+}
+
+impl Dataset {
+    pub fn num_classes(&self) -> usize {
+        self.class_names.len()
+    }
+
+    /// The split called `name` (`train`, `unlabeled` or `test`).
+    pub fn split(&self, name: &str) -> Option<&Split> {
+        match name {
+            "train" => Some(&self.train),
+            "unlabeled" => Some(&self.unlabeled),
+            "test" => Some(&self.test),
+            _ => None,
+        }
+    }
+}

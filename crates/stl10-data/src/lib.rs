@@ -1,0 +1,92 @@
+//! Data layer of simclr-rs: readers for STL-10's binary files, image folders and IDX files, all
+//! handing over one [`Dataset`] of uint8 `[N, 3, S, S]` images with int64 labels, and the Keras
+//! SimCLR example's batching (one unlabeled batch zipped with one labeled batch per step).
+//!
+//! ```no_run
+//! use stl10_data::{load, BatchPlan, DataConfig, ZippedEpoch};
+//! let ds = load(&DataConfig::default(), 42)?; // STL-10 under data/stl10
+//! let plan = BatchPlan::new(ds.unlabeled.len(), ds.train.len(), 525)?; // 200 x (500 + 25)
+//! for batch in ZippedEpoch::new(&ds.unlabeled, &ds.train, plan, 42, 0) { /* train */ }
+//! # Ok::<(), stl10_data::DataError>(())
+//! ```
+
+mod batching;
+mod config;
+mod error;
+mod export;
+pub mod fixtures;
+pub mod folder;
+pub mod idx;
+mod images;
+pub mod stl10;
+
+pub use batching::{
+    BatchPlan, LabeledBatch, LabeledEpoch, Stream, ZippedBatch, ZippedEpoch, permutation, rng,
+};
+pub use config::{DataConfig, DataKind};
+pub use error::{DataError, Result};
+pub use export::{export_png, inspect};
+pub use images::{Dataset, ImageStore, Layout, Split};
+
+use rand::seq::SliceRandom;
+
+/// Reads the data set `cfg` describes; `seed` fixes the `labeled_per_class` selection.
+pub fn load(cfg: &DataConfig, seed: u64) -> Result<Dataset> {
+    cfg.validate()?;
+    if !cfg.root.exists() {
+        return Err(DataError::format(&cfg.root, "data.root does not exist"));
+    }
+    let ds = match cfg.kind {
+        DataKind::Stl10 => stl10::load(cfg)?,
+        DataKind::Folder => folder::load(cfg)?,
+        DataKind::Idx => idx::load(cfg)?,
+    };
+    match cfg.labeled_per_class {
+        Some(n) => keep_labeled_per_class(ds, n, seed),
+        None => Ok(ds),
+    }
+}
+
+/// Keeps `n` labeled images per class (chosen by `seed`) and moves the remaining training
+/// images, labels dropped, to the unlabeled split.
+pub fn keep_labeled_per_class(mut ds: Dataset, n: usize, seed: u64) -> Result<Dataset> {
+    if !ds.unlabeled.is_empty() {
+        return Err(DataError::config(
+            "labeled_per_class",
+            "this data set has an unlabeled split of its own",
+        ));
+    }
+    let labels = ds.train.labels().unwrap_or(&[]).to_vec();
+    let mut rng = rng(seed, 0, Stream::LabeledSelection);
+    let (mut keep, mut rest) = (Vec::new(), Vec::new());
+    for (class, name) in ds.class_names.iter().enumerate() {
+        let mut members: Vec<usize> = (0..labels.len())
+            .filter(|&i| labels[i] == class as i64)
+            .collect();
+        if members.len() < n {
+            return Err(DataError::config(
+                "labeled_per_class",
+                format!(
+                    "class '{name}' has {} training images, fewer than {n}",
+                    members.len()
+                ),
+            ));
+        }
+        members.shuffle(&mut rng);
+        keep.extend_from_slice(&members[..n]);
+        rest.extend_from_slice(&members[n..]);
+    }
+    keep.sort_unstable();
+    rest.sort_unstable();
+    let store = ds.train.store_arc();
+    let to_store = |p: &[usize]| {
+        p.iter()
+            .map(|&i| ds.train.store_index(i))
+            .collect::<Vec<_>>()
+    };
+    let kept_labels = keep.iter().map(|&i| labels[i]).collect();
+    let (keep_idx, rest_idx) = (to_store(&keep), to_store(&rest));
+    ds.unlabeled = Split::subset(store.clone(), rest_idx, None);
+    ds.train = Split::subset(store, keep_idx, Some(kept_labels));
+    Ok(ds)
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Sets simclr-rs up on a fresh clone, idempotently:
+#   1. a project venv (.venv) with torch==2.11.0 from PyPI, the libtorch that tch 0.24 expects,
+#      linked as .libtorch (what .cargo/config.toml points LIBTORCH at);
+#   2. Debian's dataset-fashion-mnist, the real data set the quick-start config uses;
+#   3. the release binary target/release/simclr-cli.
+# Options: --no-build (skip step 3). LIBTORCH=/path/to/libtorch skips step 1 (see README).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TORCH_VERSION=2.11.0
+PYTHON=${PYTHON:-python3}
+build=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-build) build=0 ;;
+    *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+if [ -n "${LIBTORCH:-}" ]; then
+  say "using LIBTORCH=$LIBTORCH (no venv)"
+else
+  if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+    say "creating .venv with torch==$TORCH_VERSION (large download on the first run)"
+    [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
+  fi
+  torch_dir=$(.venv/bin/python -c "import os, torch; print(os.path.dirname(torch.__file__))" 2>/dev/null)
+  ln -sfn "$torch_dir" .libtorch
+  say "libtorch: .libtorch -> $torch_dir"
+fi
+
+if [ -d /usr/share/datasets/fashion-mnist ]; then
+  say "Fashion-MNIST: /usr/share/datasets/fashion-mnist"
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  say "installing dataset-fashion-mnist"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+  say "installing dataset-fashion-mnist (sudo)"
+  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+else
+  say "Fashion-MNIST is missing; install it with: sudo apt-get install dataset-fashion-mnist"
+fi
+
+if [ "$build" = 1 ]; then
+  say "building target/release/simclr-cli"
+  cargo build --release --locked -p cli
+  say "done: ./target/release/simclr-cli --help"
+fi

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Every test, from a fresh clone: set-up (idempotent), formatting, lints, the whole workspace's
+# tests, and the check that the release binary loads libtorch_cuda. CI runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
+bash scripts/check-cuda-link.sh target/release/simclr-cli

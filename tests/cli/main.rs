@@ -1,0 +1,4 @@
+//! End-to-end tests of the `simclr-cli` binary on fixtures generated in the official formats.
+
+mod data;
+mod util;
