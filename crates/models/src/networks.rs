@@ -1,0 +1,266 @@
+use tch::Tensor;
+use tch::nn::{self, Module, ModuleT};
+
+use crate::ModelError;
+use crate::init::{conv, dense};
+use crate::summary::{Summary, SummaryRow};
+
+const CONVS: usize = 4;
+const KERNEL: i64 = 3;
+const STRIDE: i64 = 2;
+const CHANNELS: i64 = 3;
+
+/// Side after one valid 3x3 stride-2 convolution, `None` when the input is too small.
+fn conv_out(size: i64) -> Option<i64> {
+    (size >= KERNEL).then(|| (size - KERNEL) / STRIDE + 1)
+}
+
+/// The `[encoder]` shape: the Keras example's `width = 128` on 96x96 inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncoderConfig {
+    /// Filters of every convolution and units of the dense layer.
+    pub width: i64,
+    /// Side of the square input images.
+    pub image_size: i64,
+}
+
+impl Default for EncoderConfig {
+    fn default() -> Self {
+        EncoderConfig {
+            width: 128,
+            image_size: 96,
+        }
+    }
+}
+
+impl EncoderConfig {
+    /// The sides after each convolution (96 -> 47, 23, 11, 5).
+    pub fn conv_sides(&self) -> Result<[i64; CONVS], ModelError> {
+        if self.width < 1 {
+            return Err(ModelError::Zero {
+                what: "width",
+                value: self.width,
+            });
+        }
+        let mut sides = [0; CONVS];
+        let mut s = self.image_size;
+        for side in &mut sides {
+            s = conv_out(s).ok_or(ModelError::InputTooSmall {
+                size: self.image_size,
+                min: min_input_size(),
+            })?;
+            *side = s;
+        }
+        Ok(sides)
+    }
+}
+
+/// The smallest input side four valid stride-2 convolutions accept (31).
+fn min_input_size() -> i64 {
+    (0..CONVS).fold(1, |s, _| (s - 1) * STRIDE + KERNEL)
+}
+
+/// 4 x Conv2D(width, 3x3, stride 2, valid, ReLU), flatten, Dense(width, ReLU).
+///
+/// # Shapes
+/// input `[N, 3, S, S]` float in [0, 1]; output `[N, width]`. The flatten runs over NCHW, so
+/// the dense kernel's rows are ordered channel-major (Keras flattens NHWC); the count is equal.
+#[derive(Debug)]
+pub struct Encoder {
+    convs: Vec<nn::Conv2D>,
+    dense: nn::Linear,
+    config: EncoderConfig,
+}
+
+impl Encoder {
+    /// Builds the encoder's variables under `p` (`p/conv1` .. `p/conv4`, `p/dense`).
+    pub fn new(p: &nn::Path, config: &EncoderConfig) -> Result<Self, ModelError> {
+        let sides = config.conv_sides()?;
+        let w = config.width;
+        let convs = (0..CONVS)
+            .map(|i| {
+                let inputs = if i == 0 { CHANNELS } else { w };
+                conv(p / format!("conv{}", i + 1), inputs, w, KERNEL, STRIDE)
+            })
+            .collect();
+        let last = sides[CONVS - 1];
+        let dense = dense(p / "dense", w * last * last, w);
+        Ok(Encoder {
+            convs,
+            dense,
+            config: *config,
+        })
+    }
+
+    pub fn config(&self) -> &EncoderConfig {
+        &self.config
+    }
+
+    /// Features per image.
+    pub fn output_dim(&self) -> i64 {
+        self.config.width
+    }
+
+    /// The Keras-style summary of this encoder.
+    pub fn summary(&self) -> Summary {
+        let w = self.config.width;
+        let sides = self.config.conv_sides().expect("checked at construction");
+        let mut rows = Vec::new();
+        let mut inputs = CHANNELS;
+        for (i, s) in sides.iter().enumerate() {
+            rows.push(SummaryRow::new(
+                format!("conv{} (Conv2D)", i + 1),
+                vec![*s, *s, w],
+                inputs * KERNEL * KERNEL * w + w,
+            ));
+            inputs = w;
+        }
+        let flat = w * sides[CONVS - 1] * sides[CONVS - 1];
+        rows.push(SummaryRow::new("flatten (Flatten)", vec![flat], 0));
+        rows.push(SummaryRow::new("dense (Dense)", vec![w], flat * w + w));
+        let s = self.config.image_size;
+        Summary::new("encoder", vec![s, s, CHANNELS], rows)
+    }
+}
+
+impl ModuleT for Encoder {
+    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
+        let x = self
+            .convs
+            .iter()
+            .fold(xs.shallow_clone(), |x, c| x.apply(c).relu());
+        x.flatten(1, -1).apply(&self.dense).relu()
+    }
+}
+
+/// Dense(width, ReLU) + Dense(width): the example's projection head.
+#[derive(Debug)]
+pub struct ProjectionHead {
+    dense1: nn::Linear,
+    dense2: nn::Linear,
+    width: i64,
+}
+
+impl ProjectionHead {
+    /// Builds `p/dense1`, `p/dense2`.
+    pub fn new(p: &nn::Path, inputs: i64, width: i64) -> Self {
+        ProjectionHead {
+            dense1: dense(p / "dense1", inputs, width),
+            dense2: dense(p / "dense2", width, width),
+            width,
+        }
+    }
+
+    pub fn summary(&self) -> Summary {
+        let inputs = self.dense1.ws.size()[1];
+        let w = self.width;
+        Summary::new(
+            "projection_head",
+            vec![inputs],
+            vec![
+                SummaryRow::new("dense1 (Dense)", vec![w], inputs * w + w),
+                SummaryRow::new("dense2 (Dense)", vec![w], w * w + w),
+            ],
+        )
+    }
+}
+
+impl Module for ProjectionHead {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        xs.apply(&self.dense1).relu().apply(&self.dense2)
+    }
+}
+
+/// Dense(classes) on encoder features: the example's linear probe, returning logits.
+#[derive(Debug)]
+pub struct LinearProbe {
+    dense: nn::Linear,
+}
+
+impl LinearProbe {
+    /// Builds `p/dense`.
+    pub fn new(p: &nn::Path, inputs: i64, classes: i64) -> Self {
+        LinearProbe {
+            dense: dense(p / "dense", inputs, classes),
+        }
+    }
+
+    pub fn summary(&self) -> Summary {
+        let [classes, inputs] = [self.dense.ws.size()[0], self.dense.ws.size()[1]];
+        Summary::new(
+            "linear_probe",
+            vec![inputs],
+            vec![SummaryRow::new(
+                "dense (Dense)",
+                vec![classes],
+                inputs * classes + classes,
+            )],
+        )
+    }
+}
+
+impl Module for LinearProbe {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        xs.apply(&self.dense)
+    }
+}
+
+/// An encoder and Dense(classes): the baseline (fresh encoder) and the fine-tuned model
+/// (pretrained encoder). The encoder lives under `root/encoder`, the head under `root/classifier`,
+/// so an encoder checkpoint loads straight in.
+#[derive(Debug)]
+pub struct Classifier {
+    pub encoder: Encoder,
+    head: nn::Linear,
+}
+
+impl Classifier {
+    pub fn new(root: &nn::Path, config: &EncoderConfig, classes: i64) -> Result<Self, ModelError> {
+        if classes < 1 {
+            return Err(ModelError::Zero {
+                what: "classes",
+                value: classes,
+            });
+        }
+        let encoder = Encoder::new(&(root / "encoder"), config)?;
+        let head = dense(root / "classifier" / "dense", config.width, classes);
+        Ok(Classifier { encoder, head })
+    }
+
+    pub fn summary(&self) -> Summary {
+        let classes = self.head.ws.size()[0];
+        let w = self.encoder.output_dim();
+        let mut s = self.encoder.summary();
+        s.name = "classifier".into();
+        s.rows.push(SummaryRow::new(
+            "classifier (Dense)",
+            vec![classes],
+            w * classes + classes,
+        ));
+        s
+    }
+}
+
+impl ModuleT for Classifier {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.encoder.forward_t(xs, train).apply(&self.head)
+    }
+}
+
+/// `x` (4-D) with channels-last strides `[HWC, 1, WC, C]` and the same values; libtorch's
+/// oneDNN and cuDNN convolutions keep that format through the network.
+pub fn to_channels_last(x: &Tensor) -> Tensor {
+    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
+impl Encoder {
+    /// Re-lays the convolution kernels out channels-last, in place (values unchanged).
+    pub fn use_channels_last(&self) {
+        tch::no_grad(|| {
+            for c in &self.convs {
+                let mut ws = c.ws.shallow_clone();
+                ws.set_data(&to_channels_last(&c.ws));
+            }
+        });
+    }
+}

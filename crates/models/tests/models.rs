@@ -1,0 +1,250 @@
+use models::{
+    Classifier, Encoder, EncoderConfig, LinearProbe, ModelError, ProjectionHead, to_channels_last,
+};
+use tch::nn::{self, Module, ModuleT, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+fn numel(vs: &nn::VarStore) -> i64 {
+    vs.trainable_variables()
+        .iter()
+        .map(|t| t.numel() as i64)
+        .sum()
+}
+
+#[test]
+fn parameter_counts_equal_keras() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let encoder = Encoder::new(&(vs.root() / "encoder"), &EncoderConfig::default()).unwrap();
+    assert_eq!(numel(&vs), 3_584 + 3 * 147_584 + 409_728);
+    assert_eq!(numel(&vs), 856_064);
+    assert_eq!(encoder.summary().total_params(), 856_064);
+
+    let vs = nn::VarStore::new(Device::Cpu);
+    let head = ProjectionHead::new(&(vs.root() / "projection_head"), 128, 128);
+    assert_eq!(
+        (numel(&vs), head.summary().total_params()),
+        (33_024, 33_024)
+    );
+
+    let vs = nn::VarStore::new(Device::Cpu);
+    let probe = LinearProbe::new(&(vs.root() / "linear_probe"), 128, 10);
+    assert_eq!((numel(&vs), probe.summary().total_params()), (1_290, 1_290));
+
+    let vs = nn::VarStore::new(Device::Cpu);
+    let clf = Classifier::new(&vs.root(), &EncoderConfig::default(), 10).unwrap();
+    assert_eq!(
+        (numel(&vs), clf.summary().total_params()),
+        (857_354, 857_354)
+    );
+}
+
+#[test]
+fn variables_have_stable_names() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _e = Encoder::new(&(vs.root() / "encoder"), &EncoderConfig::default()).unwrap();
+    let _h = ProjectionHead::new(&(vs.root() / "projection_head"), 128, 128);
+    let _p = LinearProbe::new(&(vs.root() / "linear_probe"), 128, 10);
+    let mut names: Vec<String> = vs.variables().into_keys().collect();
+    names.sort();
+    let mut expected: Vec<String> = ["conv1", "conv2", "conv3", "conv4", "dense"]
+        .iter()
+        .flat_map(|l| [format!("encoder.{l}.bias"), format!("encoder.{l}.weight")])
+        .chain(["linear_probe.dense.bias", "linear_probe.dense.weight"].map(String::from))
+        .chain(["dense1", "dense2"].iter().flat_map(|l| {
+            [
+                format!("projection_head.{l}.bias"),
+                format!("projection_head.{l}.weight"),
+            ]
+        }))
+        .collect();
+    expected.sort();
+    assert_eq!(names, expected);
+}
+
+#[test]
+fn input_size_sets_the_flattened_size_and_too_small_is_an_error() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let cfg = EncoderConfig {
+        image_size: 32,
+        width: 16,
+    };
+    let e = Encoder::new(&vs.root(), &cfg).unwrap();
+    assert_eq!(cfg.conv_sides().unwrap(), [15, 7, 3, 1]);
+    assert_eq!(
+        EncoderConfig::default().conv_sides().unwrap(),
+        [47, 23, 11, 5]
+    );
+    let out = e.forward_t(
+        &Tensor::rand([3, 3, 32, 32], (Kind::Float, Device::Cpu)),
+        false,
+    );
+    assert_eq!(out.size(), [3, 16]);
+    assert!(out.min().double_value(&[]) >= 0.0, "ReLU output");
+    let err = Encoder::new(
+        &vs.root(),
+        &EncoderConfig {
+            image_size: 30,
+            width: 8,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(err, ModelError::InputTooSmall { size: 30, min: 31 });
+    assert!(err.to_string().contains("30x30 is too small"));
+    assert!(
+        Encoder::new(
+            &vs.root(),
+            &EncoderConfig {
+                image_size: 31,
+                width: 8
+            }
+        )
+        .is_ok()
+    );
+    assert!(Classifier::new(&vs.root(), &cfg, 0).is_err());
+}
+
+#[test]
+fn initialisation_is_glorot_uniform_with_zero_biases() {
+    tch::manual_seed(1);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _e = Encoder::new(&(vs.root() / "encoder"), &EncoderConfig::default()).unwrap();
+    let vars = vs.variables();
+    // conv2: fan_in = fan_out = 128 * 9; dense: 3200 in, 128 out.
+    for (name, fan_in, fan_out) in [
+        ("encoder.conv2.weight", 1152.0, 1152.0),
+        ("encoder.dense.weight", 3200.0, 128.0),
+        ("encoder.conv1.weight", 27.0, 1152.0),
+    ] {
+        let w = &vars[name];
+        let limit = (6.0f64 / (fan_in + fan_out)).sqrt();
+        let max = w.abs().max().double_value(&[]);
+        assert!(
+            max <= limit && max > 0.98 * limit,
+            "{name}: max {max} vs limit {limit}"
+        );
+        let var = w.to_kind(Kind::Double).var(false).double_value(&[]);
+        assert!(
+            (var / (limit * limit / 3.0) - 1.0).abs() < 0.05,
+            "{name}: variance {var}"
+        );
+    }
+    for l in ["conv1", "conv4", "dense"] {
+        assert_eq!(
+            vars[&format!("encoder.{l}.bias")]
+                .abs()
+                .sum(Kind::Float)
+                .double_value(&[]),
+            0.0
+        );
+    }
+}
+
+#[test]
+fn summary_reads_like_keras() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let e = Encoder::new(&(vs.root() / "encoder"), &EncoderConfig::default()).unwrap();
+    let text = e.summary().to_string();
+    assert!(text.contains("Model: \"encoder\""), "{text}");
+    assert!(
+        text.contains("(None, 47, 47, 128)") && text.contains("3,584"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(None, 5, 5, 128)") && text.contains("(None, 3200)"),
+        "{text}"
+    );
+    assert!(text.contains("409,728"), "{text}");
+    assert!(
+        text.contains("Total params: 856,064") && text.contains("Non-trainable params: 0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_saved_encoder_loads_into_a_classifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("encoder.safetensors");
+    let cfg = EncoderConfig {
+        image_size: 32,
+        width: 8,
+    };
+    let src = nn::VarStore::new(Device::Cpu);
+    let enc = Encoder::new(&(src.root() / "encoder"), &cfg).unwrap();
+    src.save(&path).unwrap();
+    let mut dst = nn::VarStore::new(Device::Cpu);
+    let clf = Classifier::new(&dst.root(), &cfg, 4).unwrap();
+    let mut missing = dst.load_partial(&path).unwrap();
+    missing.sort();
+    assert_eq!(
+        missing,
+        ["classifier.dense.bias", "classifier.dense.weight"]
+    );
+    let x = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let diff = (enc.forward_t(&x, false) - clf.encoder.forward_t(&x, false))
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert_eq!(diff, 0.0);
+}
+
+#[test]
+fn channels_last_gives_the_same_features() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let e = Encoder::new(
+        &vs.root(),
+        &EncoderConfig {
+            image_size: 40,
+            width: 8,
+        },
+    )
+    .unwrap();
+    let x = Tensor::rand([2, 3, 40, 40], (Kind::Float, Device::Cpu));
+    let before = e.forward_t(&x, false);
+    e.use_channels_last();
+    let after = e.forward_t(&to_channels_last(&x), false);
+    assert!((before - after).abs().max().double_value(&[]) < 1e-5);
+}
+
+#[test]
+fn a_classifier_fits_a_tiny_problem() {
+    // Two classes: bright left half vs bright right half, with noise.
+    tch::manual_seed(3);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let clf = Classifier::new(
+        &vs.root(),
+        &EncoderConfig {
+            image_size: 32,
+            width: 16,
+        },
+        2,
+    )
+    .unwrap();
+    let mut opt = nn::Adam::default().build(&vs, 3e-3).unwrap();
+    let n = 32;
+    let labels = Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(2);
+    let mask = Tensor::arange(32, (Kind::Float, Device::Cpu))
+        .lt(16)
+        .to_kind(Kind::Float)
+        .view([1, 1, 1, 32]);
+    let left = mask.expand([n, 3, 32, 32], false);
+    let bright = left.where_self(&labels.view([n, 1, 1, 1]).eq(0), &(1.0 - &left));
+    let x = bright * 0.8 + Tensor::rand([n, 3, 32, 32], (Kind::Float, Device::Cpu)) * 0.2;
+    let loss_at = |opt: &mut nn::Optimizer| {
+        let loss = clf.forward_t(&x, true).cross_entropy_for_logits(&labels);
+        opt.backward_step(&loss);
+        loss.double_value(&[])
+    };
+    let first = loss_at(&mut opt);
+    let mut last = first;
+    for _ in 0..60 {
+        last = loss_at(&mut opt);
+    }
+    assert!(first > 0.5 && last < 0.05, "loss {first} -> {last}");
+    let acc = clf
+        .forward_t(&x, false)
+        .accuracy_for_logits(&labels)
+        .double_value(&[]);
+    assert_eq!(acc, 1.0);
+    let _ = LinearProbe::new(&vs.root(), 16, 2)
+        .forward(&Tensor::zeros([1, 16], (Kind::Float, Device::Cpu)));
+}
