@@ -1,4 +1,5 @@
 //! End-to-end tests of the `simclr-cli` binary on fixtures generated in the official formats.
 
 mod data;
+mod train;
 mod util;

@@ -2,15 +2,21 @@
 
 mod args;
 mod commands;
+mod progress;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use args::{Cli, Command, DataCommand};
+use std::io::IsTerminal;
+
+use args::{Cli, Command, DataCommand, RunArgs};
+use commands::train::Phases;
+use progress::Progress;
 
 fn main() -> ExitCode {
+    tune_malloc();
     let cli = Cli::parse();
     init_tracing(cli.global.verbose, cli.global.quiet);
     match run(cli) {
@@ -26,7 +32,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = train::Config::load(cli.global.config.as_deref(), &cli.global.overrides())?;
     let device = train::runtime::init(&cfg.runtime)?;
     tracing::debug!(device = %train::runtime::describe(device), "runtime ready");
+    let quiet = cli.global.quiet;
+    let progress =
+        |run: &RunArgs| Progress::new(!run.no_progress && std::io::stderr().is_terminal(), quiet);
     match cli.command {
+        Command::Experiment(run) => {
+            commands::train::run(&cfg, device, Phases::All, &run.out, &mut progress(&run))
+        }
+        Command::Baseline(run) => commands::train::run(
+            &cfg,
+            device,
+            Phases::Baseline,
+            &run.out,
+            &mut progress(&run),
+        ),
+        Command::Pretrain(run) => commands::train::run(
+            &cfg,
+            device,
+            Phases::Pretrain,
+            &run.out,
+            &mut progress(&run),
+        ),
+        Command::Finetune { run, encoder } => commands::train::run(
+            &cfg,
+            device,
+            Phases::Finetune { encoder: &encoder },
+            &run.out,
+            &mut progress(&run),
+        ),
+        Command::Evaluate { checkpoint } => commands::train::evaluate(&cfg, device, &checkpoint),
+        Command::AugmentPreview { count, out } => {
+            commands::train::augment_preview(&cfg, count, &out)
+        }
+        Command::Bench { steps, warmup } => commands::train::bench(&cfg, device, steps, warmup),
         Command::Info => {
             print!(
                 "simclr-cli {}\n{}",
@@ -46,9 +84,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// 1 for problems the user can fix (configuration, data), 2 for anything unexpected.
 fn exit_code(err: &anyhow::Error) -> u8 {
-    let user = err
-        .chain()
-        .any(|e| e.is::<train::ConfigError>() || e.is::<stl10_data::DataError>());
+    let user = err.chain().any(|e| {
+        e.is::<train::ConfigError>() || e.is::<stl10_data::DataError>() || is_user_train_error(e)
+    });
     if user { 1 } else { 2 }
 }
 
@@ -65,4 +103,27 @@ fn init_tracing(verbose: u8, quiet: bool) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+}
+
+/// Training errors the user can fix: bad configuration, data or checkpoint files.
+fn is_user_train_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    use train::TrainError as T;
+    matches!(
+        e.downcast_ref::<T>(),
+        Some(
+            T::Config(_) | T::Data(_) | T::Model(_) | T::Augment(_) | T::File { .. } | T::Io { .. }
+        )
+    )
+}
+
+/// libtorch allocates and frees large buffers every step; glibc's default returns them to the
+/// kernel each time (mmap/munmap and page faults). Keeping them cut system time about 9x and
+/// made CPU steps about 25% faster on the 2-core development machine.
+fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator thresholds; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
 }

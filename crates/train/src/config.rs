@@ -50,11 +50,182 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// One augmentation preset (`[augment.contrastive]`, `[augment.classification]`): the Keras
+/// example's `get_augmenter(min_area, brightness, jitter)` arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentPreset {
+    pub min_area: f64,
+    pub brightness: f64,
+    pub jitter: f64,
+}
+
+impl From<AugmentPreset> for augment::AugmentConfig {
+    fn from(p: AugmentPreset) -> Self {
+        augment::AugmentConfig {
+            min_area: p.min_area,
+            brightness: p.brightness,
+            jitter: p.jitter,
+        }
+    }
+}
+
+impl From<augment::AugmentConfig> for AugmentPreset {
+    fn from(c: augment::AugmentConfig) -> Self {
+        AugmentPreset {
+            min_area: c.min_area,
+            brightness: c.brightness,
+            jitter: c.jitter,
+        }
+    }
+}
+
+/// The `[augment]` table: the strong and the weak preset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AugmentTable {
+    /// Strong, for the two contrastive views (0.25, 0.6, 0.2).
+    pub contrastive: AugmentPreset,
+    /// Weak, for supervised training and the probe (0.75, 0.3, 0.1).
+    pub classification: AugmentPreset,
+}
+
+impl Default for AugmentTable {
+    fn default() -> Self {
+        AugmentTable {
+            contrastive: augment::AugmentConfig::contrastive().into(),
+            classification: augment::AugmentConfig::classification().into(),
+        }
+    }
+}
+
+/// The `[model]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Filters per convolution, units of the dense layers and projection size (`width = 128`).
+    pub width: i64,
+    /// Convolutions in channels-last memory format (faster on CPU with oneDNN; same values).
+    pub channels_last: bool,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            width: 128,
+            channels_last: false,
+        }
+    }
+}
+
+/// Which contrastive loss: the example's cross-view loss or the SimCLR paper's NT-Xent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LossKind {
+    #[default]
+    Keras,
+    NtXent,
+}
+
+impl From<LossKind> for losses::ContrastiveLossKind {
+    fn from(k: LossKind) -> Self {
+        match k {
+            LossKind::Keras => losses::ContrastiveLossKind::Keras,
+            LossKind::NtXent => losses::ContrastiveLossKind::NtXent,
+        }
+    }
+}
+
+/// The `[loss]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LossConfig {
+    pub kind: LossKind,
+    /// Softmax temperature of the similarities (`temperature = 0.1`).
+    pub temperature: f64,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig {
+            kind: LossKind::Keras,
+            temperature: 0.1,
+        }
+    }
+}
+
+/// Adam's settings; defaults are Keras's `Adam()`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimizerConfig {
+    pub learning_rate: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub epsilon: f64,
+    pub weight_decay: f64,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig {
+            learning_rate: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-7,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// `[baseline]` and `[finetune]`: a supervised run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupervisedConfig {
+    pub epochs: usize,
+    pub optimizer: OptimizerConfig,
+}
+
+impl Default for SupervisedConfig {
+    fn default() -> Self {
+        SupervisedConfig {
+            epochs: 20,
+            optimizer: OptimizerConfig::default(),
+        }
+    }
+}
+
+/// `[pretrain]`: contrastive pretraining with the linear probe trained alongside.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PretrainConfig {
+    pub epochs: usize,
+    /// The example's `contrastive_optimizer` (encoder + projection head).
+    pub optimizer: OptimizerConfig,
+    /// The example's `probe_optimizer` (linear probe only).
+    pub probe_optimizer: OptimizerConfig,
+}
+
+impl Default for PretrainConfig {
+    fn default() -> Self {
+        PretrainConfig {
+            epochs: 20,
+            optimizer: OptimizerConfig::default(),
+            probe_optimizer: OptimizerConfig::default(),
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub data: DataConfig,
+    pub augment: AugmentTable,
+    pub model: ModelConfig,
+    pub loss: LossConfig,
+    pub baseline: SupervisedConfig,
+    pub pretrain: PretrainConfig,
+    pub finetune: SupervisedConfig,
     pub runtime: RuntimeConfig,
 }
 
@@ -77,42 +248,50 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
-fn origin(path: Option<&Path>) -> PathBuf {
-    path.map_or_else(|| PathBuf::from("<defaults>"), Path::to_path_buf)
+/// Overlays `over` on `base`, table by table.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
 }
 
 impl Config {
     /// Reads `path` (or starts from the defaults), applies `sets` (`a.b=value`, the value in
     /// TOML syntax or a bare string) in order, and checks every value.
     pub fn load(path: Option<&Path>, sets: &[String]) -> Result<Config, ConfigError> {
-        let mut table = match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+        // Start from every default, so a file or `--set` may give any subset of a table.
+        let mut table = toml::Table::try_from(Config::default()).expect("defaults serialize");
+        if let Some(p) = path {
+            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_path_buf(),
+                source,
+            })?;
+            let file = text
+                .parse::<toml::Table>()
+                .map_err(|e| ConfigError::Parse {
                     path: p.to_path_buf(),
-                    source,
+                    message: e.to_string(),
                 })?;
-                text.parse::<toml::Table>()
-                    .map_err(|e| ConfigError::Parse {
-                        path: p.to_path_buf(),
-                        message: e.to_string(),
-                    })?
-            }
-            None => toml::Table::new(),
-        };
+            merge(&mut table, file);
+        }
         for set in sets {
             apply_set(&mut table, set)?;
         }
         let cfg: Config =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let key = e.path().to_string();
-                let message = e.into_inner().to_string();
-                ConfigError::Parse {
-                    path: origin(path),
-                    message: if key == "." {
-                        message
-                    } else {
-                        format!("{key}: {message}")
+                let message = e.into_inner().to_string().replace('\n', " ");
+                match path {
+                    Some(p) => ConfigError::Parse {
+                        path: p.to_path_buf(),
+                        message: format!("{key}: {message}"),
                     },
+                    None => ConfigError::Invalid { key, message },
                 }
             })?;
         cfg.validate()?;
@@ -131,11 +310,48 @@ impl Config {
                 message: other.to_string(),
             },
         })?;
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: key.into(),
+            message,
+        };
         if self.runtime.threads == Some(0) {
-            return Err(ConfigError::Invalid {
-                key: "runtime.threads".into(),
-                message: "must be at least 1".into(),
-            });
+            return Err(invalid("runtime.threads", "must be at least 1".into()));
+        }
+        for (table, preset) in [
+            ("augment.contrastive", self.augment.contrastive),
+            ("augment.classification", self.augment.classification),
+        ] {
+            augment::AugmentConfig::from(preset)
+                .validate()
+                .map_err(|e| invalid(&format!("{table}.{}", e.field), e.to_string()))?;
+        }
+        if self.model.width < 1 {
+            return Err(invalid(
+                "model.width",
+                format!("must be at least 1, got {}", self.model.width),
+            ));
+        }
+        let t = self.loss.temperature;
+        if !(t.is_finite() && t > 0.0) {
+            return Err(invalid("loss.temperature", format!("must be > 0, got {t}")));
+        }
+        for (key, epochs) in [
+            ("baseline.epochs", self.baseline.epochs),
+            ("pretrain.epochs", self.pretrain.epochs),
+            ("finetune.epochs", self.finetune.epochs),
+        ] {
+            if epochs == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
+        for (key, opt) in [
+            ("baseline.optimizer", &self.baseline.optimizer),
+            ("pretrain.optimizer", &self.pretrain.optimizer),
+            ("pretrain.probe_optimizer", &self.pretrain.probe_optimizer),
+            ("finetune.optimizer", &self.finetune.optimizer),
+        ] {
+            opt.validate()
+                .map_err(|(field, message)| invalid(&format!("{key}.{field}"), message))?;
         }
         Ok(())
     }
@@ -143,6 +359,32 @@ impl Config {
     /// The configuration as TOML, every key spelled out (what a run folder records).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a Config always serializes")
+    }
+}
+
+impl OptimizerConfig {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err((
+                "learning_rate",
+                format!("must be > 0, got {}", self.learning_rate),
+            ));
+        }
+        for (field, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return Err((field, format!("must be in [0, 1), got {b}")));
+            }
+        }
+        if !(self.epsilon.is_finite() && self.epsilon > 0.0) {
+            return Err(("epsilon", format!("must be > 0, got {}", self.epsilon)));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err((
+                "weight_decay",
+                format!("must be >= 0, got {}", self.weight_decay),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -240,6 +482,72 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("'root' is a value"), "{err}");
+    }
+
+    #[test]
+    fn training_values_are_checked_by_key() {
+        for (set, key) in [
+            ("loss.temperature=0", "loss.temperature"),
+            ("pretrain.epochs=0", "pretrain.epochs"),
+            (
+                "augment.contrastive.min_area=1.5",
+                "augment.contrastive.min_area",
+            ),
+            (
+                "finetune.optimizer.learning_rate=-1",
+                "finetune.optimizer.learning_rate",
+            ),
+            (
+                "pretrain.probe_optimizer.beta2=1",
+                "pretrain.probe_optimizer.beta2",
+            ),
+            ("model.width=0", "model.width"),
+        ] {
+            let err = Config::load(None, &[set.into()]).unwrap_err().to_string();
+            assert!(err.starts_with(key), "{set}: {err}");
+        }
+        let err = Config::load(None, &["loss.kind=cosine".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("loss.kind"), "{err}");
+        let cfg = Config::load(None, &["loss.kind=nt_xent".into()]).unwrap();
+        assert_eq!(cfg.loss.kind, LossKind::NtXent);
+    }
+
+    #[test]
+    fn the_seed_config_file_reproduces_the_example() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/stl10.toml");
+        let cfg = Config::load(Some(&path), &[]).unwrap();
+        assert_eq!(cfg.data.batch_size, 525);
+        assert_eq!(
+            (
+                cfg.baseline.epochs,
+                cfg.pretrain.epochs,
+                cfg.finetune.epochs
+            ),
+            (20, 20, 20)
+        );
+        assert_eq!(cfg.model.width, 128);
+        assert_eq!(cfg.loss.temperature, 0.1);
+        assert_eq!(cfg.loss.kind, LossKind::Keras);
+        assert_eq!(
+            cfg.augment.contrastive,
+            AugmentPreset {
+                min_area: 0.25,
+                brightness: 0.6,
+                jitter: 0.2
+            }
+        );
+        assert_eq!(
+            cfg.augment.classification,
+            AugmentPreset {
+                min_area: 0.75,
+                brightness: 0.3,
+                jitter: 0.1
+            }
+        );
+        assert_eq!(cfg.pretrain.optimizer, OptimizerConfig::default());
+        assert_eq!(cfg.pretrain.optimizer.epsilon, 1e-7);
     }
 
     #[test]

@@ -1,0 +1,75 @@
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use tch::Device;
+use train::Config;
+use train::experiment::{self, Prepared, RunDir};
+
+use crate::progress::Progress;
+
+/// Which phases a command runs.
+pub enum Phases<'a> {
+    All,
+    Baseline,
+    Pretrain,
+    Finetune { encoder: &'a Path },
+}
+
+pub fn run(
+    cfg: &Config,
+    device: Device,
+    phases: Phases,
+    out: &Path,
+    progress: &mut Progress,
+) -> Result<()> {
+    let prep = Prepared::new(cfg, device)?;
+    let dir = RunDir::create(out, cfg)?;
+    experiment::write_overview(cfg, &prep, &dir, 8)?;
+    match phases {
+        Phases::All => {
+            experiment::baseline(cfg, &prep, &dir, progress)?;
+            experiment::pretrain(cfg, &prep, &dir, progress)?;
+            experiment::finetune(cfg, &prep, &dir.file("encoder.safetensors"), &dir, progress)?;
+        }
+        Phases::Baseline => {
+            experiment::baseline(cfg, &prep, &dir, progress)?;
+        }
+        Phases::Pretrain => {
+            experiment::pretrain(cfg, &prep, &dir, progress)?;
+        }
+        Phases::Finetune { encoder } => {
+            experiment::finetune(cfg, &prep, encoder, &dir, progress)
+                .with_context(|| format!("fine-tuning from {}", encoder.display()))?;
+        }
+    }
+    let histories = experiment::write_report(cfg, &prep, &dir)?;
+    println!("run folder: {}", dir.path.display());
+    for (label, best) in experiment::best_accuracies(&histories) {
+        println!(
+            "Maximal validation accuracy: {:.2}% ({label})",
+            best * 100.0
+        );
+    }
+    Ok(())
+}
+
+pub fn evaluate(cfg: &Config, device: Device, checkpoint: &Path) -> Result<()> {
+    let prep = Prepared::new(cfg, device)?;
+    let (loss, acc) = experiment::evaluate(cfg, &prep, checkpoint)?;
+    println!("val_loss: {loss:.4} - val_acc: {acc:.4}");
+    println!("Validation accuracy: {:.2}%", acc * 100.0);
+    Ok(())
+}
+
+pub fn augment_preview(cfg: &Config, count: usize, out: &Path) -> Result<()> {
+    let ds = stl10_data::load(&cfg.data, cfg.runtime.seed)?;
+    experiment::augmentation_grid(cfg, &ds, count, out)?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+pub fn bench(cfg: &Config, device: Device, steps: usize, warmup: usize) -> Result<()> {
+    let report = train::bench::run(cfg, device, steps.max(1), warmup)?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}

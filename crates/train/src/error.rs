@@ -1,0 +1,51 @@
+use std::path::PathBuf;
+
+/// Anything a training command can fail with; each variant keeps its cause.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Data(#[from] stl10_data::DataError),
+    #[error("model: {0}")]
+    Model(#[from] models::ModelError),
+    #[error("loss: {0}")]
+    Loss(#[from] losses::LossError),
+    #[error("augmentation: {0}")]
+    Augment(#[from] augment::AugmentError),
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {problem}")]
+    File { path: PathBuf, problem: String },
+    #[error("training diverged: {metric} is {value} at epoch {epoch}, step {step}")]
+    NonFinite {
+        metric: &'static str,
+        value: f64,
+        epoch: usize,
+        step: usize,
+    },
+}
+
+impl TrainError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        TrainError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn file(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
+        TrainError::File {
+            path: path.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+pub type Result<T, E = TrainError> = std::result::Result<T, E>;

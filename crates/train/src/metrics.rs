@@ -1,0 +1,186 @@
+//! Keras-style metrics: running means of step values reset each epoch, and per-run histories.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+/// Running means of named step values (Keras's `Mean` trackers), reset every epoch.
+#[derive(Debug, Clone)]
+pub struct RunningMeans {
+    names: &'static [&'static str],
+    sums: Vec<f64>,
+    count: usize,
+}
+
+impl RunningMeans {
+    pub fn new(names: &'static [&'static str]) -> Self {
+        RunningMeans {
+            names,
+            sums: vec![0.0; names.len()],
+            count: 0,
+        }
+    }
+
+    /// Adds one step's values, in the order of `names`.
+    pub fn update(&mut self, values: &[f64]) {
+        debug_assert_eq!(values.len(), self.names.len());
+        for (s, v) in self.sums.iter_mut().zip(values) {
+            *s += v;
+        }
+        self.count += 1;
+    }
+
+    /// `(name, mean)` for every metric (0 before the first step).
+    pub fn means(&self) -> Vec<(&'static str, f64)> {
+        let n = self.count.max(1) as f64;
+        self.names
+            .iter()
+            .zip(&self.sums)
+            .map(|(&k, s)| (k, s / n))
+            .collect()
+    }
+}
+
+/// One epoch of one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EpochRecord {
+    /// 1-based, as Keras prints it.
+    pub epoch: usize,
+    /// Training means then validation values, in Keras's order (`c_loss`, ..., `val_p_acc`).
+    pub metrics: Vec<(String, f64)>,
+    /// Wall time of the epoch's training steps (evaluation excluded).
+    pub train_seconds: f64,
+    /// Images through the encoder per second of training (both views count).
+    pub images_per_second: f64,
+}
+
+impl EpochRecord {
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.metrics
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+    }
+
+    /// Keras's epoch line: `c_loss: 4.1234 - c_acc: 0.1200 - ...`.
+    pub fn line(&self) -> String {
+        let parts: Vec<String> = self
+            .metrics
+            .iter()
+            .map(|(k, v)| format!("{k}: {v:.4}"))
+            .collect();
+        format!("{:.0}s - {}", self.train_seconds, parts.join(" - "))
+    }
+}
+
+/// Every epoch of one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct History {
+    pub run: String,
+    pub epochs: Vec<EpochRecord>,
+}
+
+impl History {
+    pub fn new(run: impl Into<String>) -> Self {
+        History {
+            run: run.into(),
+            epochs: Vec::new(),
+        }
+    }
+
+    /// The values of `metric`, epoch by epoch.
+    pub fn series(&self, metric: &str) -> Vec<f64> {
+        self.epochs.iter().filter_map(|e| e.get(metric)).collect()
+    }
+
+    /// The largest value of `metric` over the epochs.
+    pub fn best(&self, metric: &str) -> Option<f64> {
+        self.series(metric).into_iter().reduce(f64::max)
+    }
+
+    /// `epoch,<metrics...>,train_seconds,images_per_second`, one row per epoch.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::new();
+        let Some(first) = self.epochs.first() else {
+            return out;
+        };
+        let names: Vec<&str> = first.metrics.iter().map(|(k, _)| k.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "epoch,{},train_seconds,images_per_second",
+            names.join(",")
+        );
+        for e in &self.epochs {
+            let vals: Vec<String> = e.metrics.iter().map(|(_, v)| format!("{v}")).collect();
+            let _ = writeln!(
+                out,
+                "{},{},{},{}",
+                e.epoch,
+                vals.join(","),
+                e.train_seconds,
+                e.images_per_second
+            );
+        }
+        out
+    }
+
+    /// `{"run": ..., "epochs": [{"epoch": 1, "c_loss": ..., ...}]}`.
+    pub fn to_json(&self) -> String {
+        let epochs: Vec<serde_json::Value> = self
+            .epochs
+            .iter()
+            .map(|e| {
+                let mut m = serde_json::Map::new();
+                m.insert("epoch".into(), e.epoch.into());
+                for (k, v) in &e.metrics {
+                    m.insert(k.clone(), (*v).into());
+                }
+                m.insert("train_seconds".into(), e.train_seconds.into());
+                m.insert("images_per_second".into(), e.images_per_second.into());
+                serde_json::Value::Object(m)
+            })
+            .collect();
+        let doc = serde_json::json!({ "run": self.run, "epochs": epochs });
+        serde_json::to_string_pretty(&doc).expect("plain values serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_means_average_step_values() {
+        let mut m = RunningMeans::new(&["loss", "acc"]);
+        m.update(&[2.0, 0.5]);
+        m.update(&[4.0, 1.0]);
+        assert_eq!(m.means(), vec![("loss", 3.0), ("acc", 0.75)]);
+    }
+
+    #[test]
+    fn history_finds_the_best_and_writes_rows() {
+        let mut h = History::new("baseline");
+        for (i, acc) in [0.2, 0.6, 0.4].iter().enumerate() {
+            h.epochs.push(EpochRecord {
+                epoch: i + 1,
+                metrics: vec![
+                    ("loss".into(), 1.0 / (i + 1) as f64),
+                    ("val_acc".into(), *acc),
+                ],
+                train_seconds: 1.5,
+                images_per_second: 100.0,
+            });
+        }
+        assert_eq!(h.best("val_acc"), Some(0.6));
+        assert_eq!(h.best("nope"), None);
+        let csv = h.to_csv();
+        assert_eq!(
+            csv.lines().next().unwrap(),
+            "epoch,loss,val_acc,train_seconds,images_per_second"
+        );
+        assert_eq!(csv.lines().nth(2).unwrap(), "2,0.5,0.6,1.5,100");
+        let json: serde_json::Value = serde_json::from_str(&h.to_json()).unwrap();
+        assert_eq!(json["epochs"][1]["val_acc"], 0.6);
+        assert_eq!(json["run"], "baseline");
+    }
+}

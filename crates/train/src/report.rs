@@ -1,0 +1,171 @@
+//! What a run shows a person: the seed's plots (validation accuracy and loss per epoch), the
+//! grid of augmented samples, and `report.md`. Text is drawn with an embedded DejaVu Sans, so
+//! no system fonts are needed.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::prelude::*;
+use tch::{Kind, Tensor};
+
+use crate::checkpoint::atomic;
+use crate::error::{Result, TrainError};
+
+const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The embedded font is valid; a failure would only lose text, never the picture.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+fn draw_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::file(path, format!("cannot draw: {e}"))
+}
+
+fn save_rgb(path: &Path, w: u32, h: u32, rgb: Vec<u8>) -> Result<()> {
+    let img = image::RgbImage::from_raw(w, h, rgb).expect("buffer is w * h * 3");
+    atomic(path, |tmp| {
+        img.save_with_format(tmp, image::ImageFormat::Png)
+            .map_err(|e| TrainError::file(tmp, format!("cannot write PNG: {e}")))
+    })
+}
+
+const COLORS: [RGBColor; 4] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+];
+
+/// A line plot of per-epoch `series` (name, values for epochs 1..), titled, with labeled axes
+/// and a legend, as a PNG.
+pub fn line_plot(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    series: &[(&str, Vec<f64>)],
+) -> Result<()> {
+    register_font();
+    let (w, h) = (900u32, 560u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    let finite = || {
+        series
+            .iter()
+            .flat_map(|(_, v)| v.iter().copied())
+            .filter(|v| v.is_finite())
+    };
+    let (lo, hi) = finite().fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = if lo > hi { (0.0, 1.0) } else { (lo, hi) };
+    let pad = ((hi - lo) * 0.08).max(1e-3);
+    let epochs = series
+        .iter()
+        .map(|(_, v)| v.len())
+        .max()
+        .unwrap_or(1)
+        .max(2) as f64;
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| draw_err(path, e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 26))
+            .margin(20)
+            .x_label_area_size(50)
+            .y_label_area_size(70)
+            .build_cartesian_2d(1.0..epochs, (lo - pad)..(hi + pad))
+            .map_err(|e| draw_err(path, e))?;
+        chart
+            .configure_mesh()
+            .x_desc("epochs")
+            .y_desc(y_label)
+            .label_style(("sans-serif", 15))
+            .axis_desc_style(("sans-serif", 18))
+            .draw()
+            .map_err(|e| draw_err(path, e))?;
+        for (i, (name, values)) in series.iter().enumerate() {
+            let color = COLORS[i % COLORS.len()];
+            let points: Vec<(f64, f64)> = values
+                .iter()
+                .enumerate()
+                .map(|(e, v)| ((e + 1) as f64, *v))
+                .filter(|p| p.1.is_finite())
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))
+                .map_err(|e| draw_err(path, e))?
+                .label(*name)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
+                });
+            chart
+                .draw_series(
+                    points
+                        .into_iter()
+                        .map(|p| Circle::new(p, 3, color.filled())),
+                )
+                .map_err(|e| draw_err(path, e))?;
+        }
+        chart
+            .configure_series_labels()
+            .label_font(("sans-serif", 16))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(|e| draw_err(path, e))?;
+        root.present().map_err(|e| draw_err(path, e))?;
+    }
+    save_rgb(path, w, h, buf)
+}
+
+/// The seed's figure: one titled row per `(title, images)`, images float `[N,3,S,S]` in [0, 1],
+/// small images scaled up (nearest neighbour) to at least 96 pixels.
+pub fn image_grid(path: &Path, rows: &[(&str, Tensor)]) -> Result<()> {
+    register_font();
+    let (n, s) = match rows.first() {
+        Some((_, t)) => (t.size()[0] as u32, t.size()[2] as u32),
+        None => return Err(TrainError::file(path, "no rows to draw")),
+    };
+    let scale = 96u32.div_ceil(s).max(1);
+    let tile = s * scale;
+    let (pad, title_h) = (8u32, 30u32);
+    let w = pad + n * (tile + pad);
+    let h = rows.len() as u32 * (title_h + tile + pad) + pad;
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        for (r, (title, _)) in rows.iter().enumerate() {
+            let y = pad as i32 + r as i32 * (title_h + tile + pad) as i32;
+            root.draw(&Text::new(
+                title.to_string(),
+                (pad as i32, y + 4),
+                ("sans-serif", 20).into_font().color(&BLACK),
+            ))
+            .map_err(|e| draw_err(path, e))?;
+        }
+        root.present().map_err(|e| draw_err(path, e))?;
+    }
+    for (r, (_, images)) in rows.iter().enumerate() {
+        // [N, S, S, 3] bytes.
+        let bytes = (images.to_device(tch::Device::Cpu).clamp(0.0, 1.0) * 255.0)
+            .round()
+            .to_kind(Kind::Uint8)
+            .permute([0, 2, 3, 1])
+            .contiguous();
+        let bytes: Vec<u8> = Vec::try_from(bytes.flatten(0, -1)).map_err(|e| draw_err(path, e))?;
+        let top = pad + r as u32 * (title_h + tile + pad) + title_h;
+        for i in 0..n.min(images.size()[0] as u32) {
+            let left = pad + i * (tile + pad);
+            for y in 0..tile {
+                for x in 0..tile {
+                    let src = (((i * s + y / scale) * s + x / scale) * 3) as usize;
+                    let dst = (((top + y) * w + left + x) * 3) as usize;
+                    buf[dst..dst + 3].copy_from_slice(&bytes[src..src + 3]);
+                }
+            }
+        }
+    }
+    save_rgb(path, w, h, buf)
+}

@@ -1,0 +1,232 @@
+use std::path::Path;
+
+use stl10_data::fixtures::write_stl10;
+
+use crate::util::{ok, root_set, run, stderr};
+
+/// A tiny STL-10-layout fixture and the overrides that make one epoch of each phase quick:
+/// (40 + 10) / 10 = 5 steps of 8 unlabeled + 2 labeled images, a narrow encoder.
+fn tiny(dir: &Path) -> Vec<String> {
+    write_stl10(dir, 10, 6, 40).unwrap();
+    [
+        root_set(dir),
+        "data.batch_size=10".into(),
+        "model.width=8".into(),
+        "baseline.epochs=1".into(),
+        "pretrain.epochs=1".into(),
+        "finetune.epochs=1".into(),
+    ]
+    .to_vec()
+}
+
+fn with_sets<'a>(args: &[&'a str], sets: &'a [String]) -> Vec<&'a str> {
+    let mut v = args.to_vec();
+    for s in sets {
+        v.push("--set");
+        v.push(s);
+    }
+    v
+}
+
+#[test]
+fn experiment_writes_every_artifact_and_the_three_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let sets = tiny(dir.path());
+    let out = dir.path().join("run");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/stl10.toml");
+    let stdout = ok(&with_sets(
+        &[
+            "experiment",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &sets,
+    ));
+    for name in [
+        "config.toml",
+        "summary.txt",
+        "augmentations.png",
+        "val_acc.png",
+        "val_loss.png",
+        "report.md",
+        "baseline.csv",
+        "baseline.json",
+        "pretraining.csv",
+        "pretraining.json",
+        "finetuning.csv",
+        "finetuning.json",
+        "baseline.safetensors",
+        "encoder.safetensors",
+        "projection_head.safetensors",
+        "linear_probe.safetensors",
+        "finetuned.safetensors",
+    ] {
+        assert!(out.join(name).is_file(), "missing {name}");
+    }
+    assert_eq!(
+        std::fs::read_dir(&out)
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("partial"))
+            .count(),
+        0,
+        "no temporary files left"
+    );
+    for png in ["augmentations.png", "val_acc.png", "val_loss.png"] {
+        let img = image::open(out.join(png)).unwrap();
+        assert!(img.width() > 200 && img.height() > 200, "{png}");
+    }
+    // The seed's lines, in the seed's order.
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("Maximal validation accuracy: "))
+        .collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].ends_with("(supervised baseline)")
+            && lines[2].ends_with("(supervised fine-tuning)"),
+        "{stdout}"
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for label in [
+        "supervised baseline",
+        "self-supervised pretraining (linear probe)",
+        "supervised fine-tuning",
+    ] {
+        let row = report
+            .lines()
+            .find(|l| l.starts_with(&format!("| {label} |")))
+            .unwrap_or_else(|| panic!("{report}"));
+        assert!(row.contains('%'), "{row}");
+    }
+    let csv = std::fs::read_to_string(out.join("pretraining.csv")).unwrap();
+    assert!(
+        csv.starts_with("epoch,c_loss,c_acc,p_loss,p_acc,val_p_loss,val_p_acc,"),
+        "{csv}"
+    );
+    let values: Vec<f64> = csv
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(values.iter().all(|v| v.is_finite()), "{csv}");
+    let summary = std::fs::read_to_string(out.join("summary.txt")).unwrap();
+    assert!(
+        summary.contains("Model: \"encoder\"") && summary.contains("Model: \"linear_probe\""),
+        "{summary}"
+    );
+
+    // The phases alone: fine-tune from the saved encoder, evaluate a checkpoint.
+    let out2 = dir.path().join("ft");
+    let stdout = ok(&with_sets(
+        &[
+            "finetune",
+            "--encoder",
+            out.join("encoder.safetensors").to_str().unwrap(),
+            "--out",
+            out2.to_str().unwrap(),
+        ],
+        &sets,
+    ));
+    assert!(
+        stdout.contains("(supervised fine-tuning)") && out2.join("finetuned.safetensors").is_file(),
+        "{stdout}"
+    );
+    let stdout = ok(&with_sets(
+        &[
+            "evaluate",
+            "--checkpoint",
+            out2.join("finetuned.safetensors").to_str().unwrap(),
+        ],
+        &sets,
+    ));
+    assert!(stdout.contains("Validation accuracy: "), "{stdout}");
+}
+
+#[test]
+fn a_cpu_experiment_is_bit_reproducible() {
+    let dir = tempfile::tempdir().unwrap();
+    let sets = tiny(dir.path());
+    let metrics = |name: &str| {
+        let out = dir.path().join(name);
+        ok(&with_sets(
+            &["pretrain", "--out", out.to_str().unwrap()],
+            &sets,
+        ));
+        let csv = std::fs::read_to_string(out.join("pretraining.csv")).unwrap();
+        // Drop the timing columns.
+        csv.lines()
+            .map(|l| l.split(',').take(7).collect::<Vec<_>>().join(","))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(metrics("a"), metrics("b"));
+}
+
+#[test]
+fn training_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let sets = tiny(dir.path());
+    let bad = dir.path().join("not-an-encoder.safetensors");
+    std::fs::write(&bad, b"junk").unwrap();
+    let out = run(&with_sets(
+        &[
+            "finetune",
+            "--encoder",
+            bad.to_str().unwrap(),
+            "--out",
+            dir.path().join("x").to_str().unwrap(),
+        ],
+        &sets,
+    ));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not-an-encoder.safetensors"),
+        "{}",
+        stderr(&out)
+    );
+
+    let more = |extra: &str| [sets.clone(), vec![extra.to_string()]].concat();
+    let out = run(&with_sets(&["pretrain"], &more("loss.temperature=0")));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("loss.temperature"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(&with_sets(&["baseline"], &more("data.batch_size=1000")));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no full batch of 1000"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn augment_preview_draws_the_seed_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let sets = tiny(dir.path());
+    let png = dir.path().join("grid.png");
+    ok(&with_sets(
+        &[
+            "augment-preview",
+            "--count",
+            "3",
+            "--out",
+            png.to_str().unwrap(),
+        ],
+        &sets,
+    ));
+    let img = image::open(&png).unwrap();
+    assert_eq!(img.width(), 8 + 3 * (96 + 8));
+    assert_eq!(img.height(), 4 * (30 + 96 + 8) + 8);
+}
