@@ -23,5 +23,6 @@ if [ -d .gpu-bundle ]; then
     "$t" --test-threads 1 || status=1
   done
 fi
-if [ -x .gpu-bundle/extra.sh ]; then bash .gpu-bundle/extra.sh "$bin" || status=1; fi
+echo "== simclr-cli bench --device cuda"
+"$bin" bench --device cuda --steps 20 --warmup 5 || status=1
 exit $status

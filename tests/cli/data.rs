@@ -140,7 +140,7 @@ fn real_fashion_mnist_is_read_when_installed() {
         "{out}"
     );
     assert!(
-        out.contains("batch size is 252 (unlabeled) + 4 (labeled)"),
+        out.contains("batch size is 504 (unlabeled) + 8 (labeled)"),
         "{out}"
     );
 }

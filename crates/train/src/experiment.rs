@@ -299,7 +299,7 @@ pub fn write_report(cfg: &Config, prep: &Prepared, dir: &RunDir) -> Result<[Opti
     let _ = writeln!(
         md,
         "- data: {:?} at {} ({} labeled train, {} unlabeled, {} test, {}x{} images, {} classes)",
-        cfg.data.kind,
+        format!("{:?}", cfg.data.kind).to_lowercase(),
         cfg.data.root.display(),
         d.train.len(),
         d.unlabeled.len(),
