@@ -162,21 +162,41 @@ pub fn baseline(
     dir: &RunDir,
     obs: &mut dyn Observer,
 ) -> Result<History> {
-    let mut model = SupervisedModel::new(cfg, prep.classes(), prep.device, false)?;
+    let model = SupervisedModel::new(cfg, prep.classes(), prep.device, false)?;
+    supervised_run(
+        model,
+        "baseline",
+        cfg.baseline.epochs,
+        "baseline.safetensors",
+        cfg,
+        prep,
+        dir,
+        obs,
+    )
+}
+
+/// Trains `model` for `epochs`, then saves its checkpoint as `checkpoint` and its history.
+#[allow(clippy::too_many_arguments)]
+fn supervised_run(
+    mut model: SupervisedModel,
+    run: &str,
+    epochs: usize,
+    checkpoint: &str,
+    cfg: &Config,
+    prep: &Prepared,
+    dir: &RunDir,
+    obs: &mut dyn Observer,
+) -> Result<History> {
     let h = fit::supervised(
         &mut model,
-        "baseline",
+        run,
         &prep.ds,
         prep.plan,
-        cfg.baseline.epochs,
+        epochs,
         cfg.runtime.seed,
         obs,
     )?;
-    checkpoint::save(
-        &model.vs,
-        &["encoder", "classifier"],
-        &dir.file("baseline.safetensors"),
-    )?;
+    checkpoint::save(&model.vs, &["encoder", "classifier"], &dir.file(checkpoint))?;
     dir.save_history(&h)?;
     Ok(h)
 }
@@ -222,24 +242,18 @@ pub fn finetune(
     dir: &RunDir,
     obs: &mut dyn Observer,
 ) -> Result<History> {
-    let mut model = SupervisedModel::new(cfg, prep.classes(), prep.device, true)?;
+    let model = SupervisedModel::new(cfg, prep.classes(), prep.device, true)?;
     checkpoint::load(&model.vs, "encoder", encoder)?;
-    let h = fit::supervised(
-        &mut model,
+    supervised_run(
+        model,
         "finetuning",
-        &prep.ds,
-        prep.plan,
         cfg.finetune.epochs,
-        cfg.runtime.seed,
+        "finetuned.safetensors",
+        cfg,
+        prep,
+        dir,
         obs,
-    )?;
-    checkpoint::save(
-        &model.vs,
-        &["encoder", "classifier"],
-        &dir.file("finetuned.safetensors"),
-    )?;
-    dir.save_history(&h)?;
-    Ok(h)
+    )
 }
 
 /// Test loss and accuracy of a classifier checkpoint (`baseline` or `finetuned`).
