@@ -245,6 +245,27 @@ fn a_classifier_fits_a_tiny_problem() {
         .accuracy_for_logits(&labels)
         .double_value(&[]);
     assert_eq!(acc, 1.0);
-    let _ = LinearProbe::new(&vs.root(), 16, 2)
-        .forward(&Tensor::zeros([1, 16], (Kind::Float, Device::Cpu)));
+}
+
+#[test]
+fn heads_give_logits_of_the_right_shape_with_zero_bias() {
+    tch::manual_seed(4);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let probe = LinearProbe::new(&(vs.root() / "linear_probe"), 16, 10);
+    let head = ProjectionHead::new(&(vs.root() / "projection_head"), 16, 8);
+    let zeros = Tensor::zeros([3, 16], (Kind::Float, Device::Cpu));
+    let logits = probe.forward(&zeros);
+    assert_eq!(logits.size(), [3, 10]);
+    assert_eq!(
+        logits.abs().sum(Kind::Float).double_value(&[]),
+        0.0,
+        "zero bias: zero in, zero out"
+    );
+    let x = Tensor::rand([3, 16], (Kind::Float, Device::Cpu));
+    let z = head.forward(&x);
+    assert_eq!(z.size(), [3, 8]);
+    assert!(
+        z.min().double_value(&[]) < 0.0,
+        "no ReLU after the last dense layer"
+    );
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use stl10_data::{BatchPlan, Dataset, ImageStore, Split};
 use tch::{Device, Kind, Tensor};
 use train::Config;
-use train::experiment::{Prepared, RunDir};
+use train::experiment::RunDir;
 use train::fit::{self, Silent};
 use train::steps::{ContrastiveModel, SupervisedModel};
 
@@ -191,5 +191,4 @@ fn a_run_folder_records_the_config_first_and_a_bad_checkpoint_is_named() {
         e.contains("enc.safetensors") && e.contains("cannot read checkpoint"),
         "{e}"
     );
-    let _ = Prepared::new; // the CLI's entry point exists for the phases
 }
