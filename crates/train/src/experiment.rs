@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::error::{Result, TrainError};
 use crate::fit::{self, Observer};
 use crate::metrics::History;
-use crate::report::{image_grid, line_plot};
+use crate::report::{Legend, image_grid, line_plot};
 use crate::runtime;
 use crate::steps::{ContrastiveModel, SupervisedModel};
 
@@ -292,12 +292,14 @@ pub fn write_report(cfg: &Config, prep: &Prepared, dir: &RunDir) -> Result<[Opti
         &dir.file("val_acc.png"),
         "Classification accuracy during training",
         "validation accuracy",
+        Legend::LowerRight,
         &series(true),
     )?;
     line_plot(
         &dir.file("val_loss.png"),
         "Classification loss during training",
         "validation loss",
+        Legend::UpperRight,
         &series(false),
     )?;
 

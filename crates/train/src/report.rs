@@ -40,12 +40,20 @@ const COLORS: [RGBColor; 4] = [
     RGBColor(214, 39, 40),
 ];
 
+/// Where a plot's legend goes: away from the curves (accuracy rises, loss falls).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Legend {
+    LowerRight,
+    UpperRight,
+}
+
 /// A line plot of per-epoch `series` (name, values for epochs 1..), titled, with labeled axes
 /// and a legend, as a PNG.
 pub fn line_plot(
     path: &Path,
     title: &str,
     y_label: &str,
+    legend: Legend,
     series: &[(&str, Vec<f64>)],
 ) -> Result<()> {
     register_font();
@@ -79,6 +87,7 @@ pub fn line_plot(
         chart
             .configure_mesh()
             .x_desc("epochs")
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .y_desc(y_label)
             .label_style(("sans-serif", 15))
             .axis_desc_style(("sans-serif", 18))
@@ -112,7 +121,10 @@ pub fn line_plot(
             .label_font(("sans-serif", 16))
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
+            .position(match legend {
+                Legend::LowerRight => SeriesLabelPosition::LowerRight,
+                Legend::UpperRight => SeriesLabelPosition::UpperRight,
+            })
             .draw()
             .map_err(|e| draw_err(path, e))?;
         root.present().map_err(|e| draw_err(path, e))?;
