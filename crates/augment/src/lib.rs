@@ -30,5 +30,6 @@
 mod params;
 mod pipeline;
 
+pub use accel::MemoryFormat;
 pub use params::{AugmentConfig, AugmentError, Params};
-pub use pipeline::{Augmenter, apply, rescale};
+pub use pipeline::{Augmenter, apply, apply_as, rescale};

@@ -1,3 +1,4 @@
+use accel::MemoryFormat;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
@@ -10,16 +11,26 @@ const REFLECTION: i64 = 2;
 /// `Rescaling(1/255)`: uint8 (or float 0..255) `[N,3,H,W]` to float32 in [0, 1] on `device`.
 /// This is all an augmenter does in inference mode.
 pub fn rescale(images: &Tensor, device: Device) -> Tensor {
-    images.to_device(device).to_kind(Kind::Float) / 255.0
+    accel::upload(images, device).to_kind(Kind::Float) / 255.0
 }
 
-/// Applies `params` to `images` (`[N,3,H,W]`, uint8 0..255) on `device`: rescale, the composed
+/// [`apply_as`] with contiguous NCHW output.
+pub fn apply(images: &Tensor, params: &Params, device: Device) -> Tensor {
+    apply_as(images, params, device, MemoryFormat::Contiguous)
+}
+
+/// Applies `params` to `images` (`[N,3,H,W]`, uint8 0..255) on `device`: the composed
 /// flip/translate/zoom map with one bilinear reflect-padded resampling, then the colour affine
-/// and a clamp to [0, 1]. Returns float32 `[N,3,H,W]`.
+/// with the rescaling by 1/255 folded into its matrices, and an in-place clamp to [0, 1].
+/// Returns float32 `[N,3,H,W]` in `format`: the colour step writes every pixel anyway, so it
+/// writes channels-last directly when asked and no conversion follows.
+///
+/// The per-image parameters travel to the device as one small packed upload (asynchronous on
+/// CUDA); `images` are uploaded only if they are not on `device` already.
 ///
 /// # Panics
 /// If `params` is not for `N` images or `images` is not `[N,3,H,W]`.
-pub fn apply(images: &Tensor, params: &Params, device: Device) -> Tensor {
+pub fn apply_as(images: &Tensor, params: &Params, device: Device, format: MemoryFormat) -> Tensor {
     let (n, c, h, w) = images.size4().expect("images must be [N, 3, H, W]");
     assert_eq!(c, 3, "images must have 3 channels");
     assert_eq!(
@@ -28,51 +39,64 @@ pub fn apply(images: &Tensor, params: &Params, device: Device) -> Tensor {
         "params are for {} images, batch has {n}",
         params.len()
     );
-    let x = rescale(images, device);
     if n == 0 {
-        return x;
+        return format.apply(&rescale(images, device));
     }
-    let theta = geometry(params, h, w).to_device(device);
+    // 0..255: the 1/255 is part of the colour matrices below.
+    let x = accel::upload(images, device).to_kind(Kind::Float);
+    let packed = accel::upload(&packed_params(params, h, w), device);
+    let theta = packed.narrow(1, 0, 6).view([n, 2, 3]);
+    let m = packed.narrow(1, 6, 9).view([n, 3, 3]); // M / 255, rows: input channel
     let grid = Tensor::affine_grid_generator(&theta, [n, c, h, w], false);
-    let x = x.grid_sampler(&grid, BILINEAR, REFLECTION, false);
-    let m = color_matrices(params).to_device(device); // [N, 3, 3], already transposed
-    m.bmm(&x.reshape([n, 3, h * w]))
-        .reshape([n, 3, h, w])
-        .clamp(0.0, 1.0)
+    let x = x
+        .grid_sampler(&grid, BILINEAR, REFLECTION, false)
+        .reshape([n, 3, h * w]);
+    let mut out = match format {
+        // [N, 3, HW] = M^T [N, 3, HW]
+        MemoryFormat::Contiguous => m.transpose(1, 2).bmm(&x).view([n, 3, h, w]),
+        // [N, HW, 3] = x^T M, i.e. NHWC memory, seen as [N, 3, H, W]
+        MemoryFormat::ChannelsLast => x
+            .transpose(1, 2)
+            .bmm(&m)
+            .view([n, h, w, 3])
+            .permute([0, 3, 1, 2]),
+    };
+    let _ = out.clamp_(0.0, 1.0);
+    out
 }
 
-/// The output-to-input affine maps `[N, 2, 3]` in normalised coordinates.
+/// Per image, the 6 entries of the output-to-input affine map and the 9 of `M / 255` (row-major,
+/// rows indexed by input channel): `[N, 15]`, one upload.
+fn packed_params(p: &Params, h: i64, w: i64) -> Tensor {
+    let mut out = Vec::with_capacity(p.len() * 15);
+    for i in 0..p.len() {
+        out.extend_from_slice(&theta(p, i, h, w));
+        out.extend(color_matrix(p, i).iter().flatten().map(|v| v / 255.0));
+    }
+    Tensor::from_slice(&out).view([p.len() as i64, 15])
+}
+
+/// The output-to-input affine map of image `i` (a row-major 2x3 matrix) in normalised coordinates.
 ///
 /// Keras flips, then translates, then zooms. In centred pixel coordinates the output pixel `p`
 /// samples the input at `F (S p - d)`, with `F = diag(±1, 1)` the flip, `S = diag(sx, sy)` the
 /// visible extents and `d` the content shift; with `align_corners = false` a centred pixel
 /// coordinate `c` is `2c / W` normalised, so `d` enters as `2 d / W`.
-fn geometry(p: &Params, h: i64, w: i64) -> Tensor {
-    let mut theta = Vec::with_capacity(p.len() * 6);
-    for i in 0..p.len() {
-        let f = if p.flip[i] { -1.0 } else { 1.0 };
-        let [sx, sy] = p.zoom[i];
-        let [dx, dy] = p.translate[i];
-        let (dx, dy) = (2.0 * dx / w as f32, 2.0 * dy / h as f32);
-        theta.extend_from_slice(&[f * sx, 0.0, -f * dx, 0.0, sy, -dy]);
-    }
-    Tensor::from_slice(&theta).view([p.len() as i64, 2, 3])
+fn theta(p: &Params, i: usize, h: i64, w: i64) -> [f32; 6] {
+    let f = if p.flip[i] { -1.0 } else { 1.0 };
+    let [sx, sy] = p.zoom[i];
+    let [dx, dy] = p.translate[i];
+    let (dx, dy) = (2.0 * dx / w as f32, 2.0 * dy / h as f32);
+    [f * sx, 0.0, -f * dx, 0.0, sy, -dy]
 }
 
-/// `M^T` per image, `M = (1 + u) I + J`, so that `M^T x` multiplies each pixel's row vector by `M`.
-fn color_matrices(p: &Params) -> Tensor {
-    let mut out = Vec::with_capacity(p.len() * 9);
-    for i in 0..p.len() {
-        let scale = 1.0 + p.brightness[i];
-        for row in 0..3 {
-            for col in 0..3 {
-                // (M^T)[row][col] = M[col][row]
-                let identity = if row == col { scale } else { 0.0 };
-                out.push(identity + p.jitter[i][col][row]);
-            }
-        }
+/// `M = (1 + u) I + J` of image `i`: each pixel's RGB row vector is multiplied by `M`.
+fn color_matrix(p: &Params, i: usize) -> [[f32; 3]; 3] {
+    let mut m = p.jitter[i];
+    for (d, row) in m.iter_mut().enumerate() {
+        row[d] += 1.0 + p.brightness[i];
     }
-    Tensor::from_slice(&out).view([p.len() as i64, 3, 3])
+    m
 }
 
 /// A seeded augmenter for one view transform on one device.
@@ -81,6 +105,7 @@ pub struct Augmenter {
     config: AugmentConfig,
     rng: ChaCha8Rng,
     device: Device,
+    format: MemoryFormat,
 }
 
 impl Augmenter {
@@ -91,7 +116,18 @@ impl Augmenter {
             config,
             rng: ChaCha8Rng::seed_from_u64(seed),
             device,
+            format: MemoryFormat::Contiguous,
         })
+    }
+
+    /// The same augmenter writing its output in `format` (contiguous NCHW by default).
+    pub fn with_format(mut self, format: MemoryFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    pub fn format(&self) -> MemoryFormat {
+        self.format
     }
 
     pub fn config(&self) -> &AugmentConfig {
@@ -107,11 +143,11 @@ impl Augmenter {
     pub fn augment(&mut self, images: &Tensor) -> Tensor {
         let (n, _, h, w) = images.size4().expect("images must be [N, 3, H, W]");
         let params = self.sample(n as usize, h as usize, w as usize);
-        apply(images, &params, self.device)
+        apply_as(images, &params, self.device, self.format)
     }
 
-    /// Inference mode: only the rescaling applies.
+    /// Inference mode: only the rescaling applies (output in the augmenter's format).
     pub fn inference(&self, images: &Tensor) -> Tensor {
-        rescale(images, self.device)
+        self.format.apply(&rescale(images, self.device))
     }
 }

@@ -1,6 +1,6 @@
 //! Exact and bounded checks of the augmentations with known parameters.
 
-use augment::{AugmentConfig, Augmenter, Params, apply, rescale};
+use augment::{AugmentConfig, Augmenter, MemoryFormat, Params, apply, apply_as, rescale};
 use tch::{Device, Kind, Tensor};
 
 /// uint8 [n, 3, h, w] whose value encodes (image, channel, row, col), all distinct per plane.
@@ -299,4 +299,76 @@ fn cpu_and_cuda_agree_for_the_same_parameters() {
         "max diff {}",
         max_diff(&cpu, &gpu)
     );
+}
+
+#[test]
+fn one_augmentation_of_the_doubled_batch_equals_two_calls() {
+    let x = pattern(5, 32, 32);
+    let mut once = Augmenter::new(AugmentConfig::contrastive(), 11, Device::Cpu).unwrap();
+    let mut twice = Augmenter::new(AugmentConfig::contrastive(), 11, Device::Cpu).unwrap();
+    let both = once.augment(&x.repeat([2, 1, 1, 1]));
+    let (a, b) = (twice.augment(&x), twice.augment(&x));
+    // Parameters are drawn image by image from one stream, so the doubled batch draws the first
+    // view's parameters, then the second's, exactly as two calls do.
+    assert!(both.narrow(0, 0, 5).equal(&a), "first view");
+    assert!(both.narrow(0, 5, 5).equal(&b), "second view");
+    assert!(max_diff(&a, &b) > 0.05, "the two views differ");
+}
+
+#[test]
+fn channels_last_output_has_the_same_values_in_nhwc_memory() {
+    let x = pattern(4, 24, 20);
+    let p = Augmenter::new(AugmentConfig::contrastive(), 4, Device::Cpu)
+        .unwrap()
+        .sample(4, 24, 20);
+    let nchw = apply_as(&x, &p, Device::Cpu, MemoryFormat::Contiguous);
+    let nhwc = apply_as(&x, &p, Device::Cpu, MemoryFormat::ChannelsLast);
+    assert_eq!(nhwc.size(), [4, 3, 24, 20]);
+    assert_eq!(
+        nhwc.stride(),
+        [24 * 20 * 3, 1, 20 * 3, 3],
+        "written channels-last"
+    );
+    assert_eq!(MemoryFormat::of(&nchw), MemoryFormat::Contiguous);
+    assert!(max_diff(&nchw, &nhwc) < 1e-6);
+    let a = Augmenter::new(AugmentConfig::contrastive(), 4, Device::Cpu)
+        .unwrap()
+        .with_format(MemoryFormat::ChannelsLast);
+    assert_eq!(
+        MemoryFormat::of(&a.inference(&x)),
+        MemoryFormat::ChannelsLast
+    );
+    assert!(max_diff(&a.inference(&x), &rescale(&x, Device::Cpu)) == 0.0);
+}
+
+#[test]
+fn folding_the_rescale_into_the_colour_matrix_matches_rescaling_first() {
+    // Reference in f64: rescale, resample (identity geometry here), then multiply by M.
+    let x = pattern(2, 6, 6);
+    let mut p = Params::identity(2);
+    p.brightness = vec![0.3, -0.2];
+    p.jitter[0] = [[0.1, -0.05, 0.0], [0.02, 0.0, 0.1], [-0.1, 0.0, 0.05]];
+    p.jitter[1] = [[0.0, 0.1, 0.1], [0.0, -0.1, 0.0], [0.05, 0.05, 0.0]];
+    let out = apply(&x, &p, Device::Cpu);
+    let xf = x.to_kind(Kind::Double) / 255.0;
+    for i in 0..2 {
+        for (r, c) in [(0, 0), (3, 4), (5, 5)] {
+            for j in 0..3 {
+                let m = |k: usize| {
+                    let diag = if k == j {
+                        1.0 + f64::from(p.brightness[i])
+                    } else {
+                        0.0
+                    };
+                    diag + f64::from(p.jitter[i][k][j])
+                };
+                let want: f64 = (0..3)
+                    .map(|k| xf.double_value(&[i as i64, k as i64, r, c]) * m(k))
+                    .sum::<f64>()
+                    .clamp(0.0, 1.0);
+                let got = out.double_value(&[i as i64, j as i64, r, c]);
+                assert!((got - want).abs() < 1e-6, "image {i} ({r},{c}) channel {j}");
+            }
+        }
+    }
 }
