@@ -1,9 +1,10 @@
 //! One encoder forward + backward at the Keras example's pretraining batch: 1,050 views
-//! (2 x 525) of 96x96 images, NCHW and channels-last, on the CPU and, when present, CUDA.
+//! (2 x 525) of 96x96 images, NCHW and channels-last, on the CPU and, when present, CUDA, under
+//! the CLI's allocator tuning.
 //! Use `--sample-size 10`: one CPU iteration takes seconds.
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use models::{Encoder, EncoderConfig, to_channels_last};
+use criterion::{Criterion, Throughput, criterion_group};
+use models::{Encoder, EncoderConfig, MemoryFormat};
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
@@ -21,21 +22,13 @@ fn bench(c: &mut Criterion) {
         .sample_size(10)
         .throughput(Throughput::Elements(views as u64));
     for device in devices {
-        for channels_last in [false, true] {
+        for format in [MemoryFormat::Contiguous, MemoryFormat::ChannelsLast] {
             let vs = nn::VarStore::new(device);
             let encoder = Encoder::new(&(vs.root() / "encoder"), &EncoderConfig::default())
                 .expect("96x96 fits");
-            let mut x = Tensor::rand([views, 3, 96, 96], (Kind::Float, device));
-            if channels_last {
-                encoder.use_channels_last();
-                x = to_channels_last(&x);
-            }
-            let name = if channels_last {
-                "channels_last"
-            } else {
-                "nchw"
-            };
-            group.bench_function(format!("{name}/{device:?}"), |b| {
+            encoder.set_memory_format(format);
+            let x = format.apply(&Tensor::rand([views, 3, 96, 96], (Kind::Float, device)));
+            group.bench_function(format!("{}/{device:?}", format.name()), |b| {
                 b.iter(|| {
                     vs.variables().values().for_each(|v| {
                         let mut g = v.grad();
@@ -53,4 +46,9 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    accel::tune_allocator();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -20,9 +20,8 @@ mod init;
 mod networks;
 mod summary;
 
-pub use networks::{
-    Classifier, Encoder, EncoderConfig, LinearProbe, ProjectionHead, to_channels_last,
-};
+pub use accel::MemoryFormat;
+pub use networks::{Classifier, Encoder, EncoderConfig, LinearProbe, ProjectionHead};
 pub use summary::{Summary, SummaryRow};
 
 /// A model that cannot be built as configured.

@@ -1,3 +1,4 @@
+use accel::MemoryFormat;
 use tch::Tensor;
 use tch::nn::{self, Module, ModuleT};
 
@@ -63,8 +64,10 @@ fn min_input_size() -> i64 {
 /// 4 x Conv2D(width, 3x3, stride 2, valid, ReLU), flatten, Dense(width, ReLU).
 ///
 /// # Shapes
-/// input `[N, 3, S, S]` float in [0, 1]; output `[N, width]`. The flatten runs over NCHW, so
-/// the dense kernel's rows are ordered channel-major (Keras flattens NHWC); the count is equal.
+/// input `[N, 3, S, S]` float in [0, 1], NCHW or channels-last; output `[N, width]`. The
+/// flatten runs in Keras's NHWC order (the dense kernel's rows are position-major, as in
+/// Keras), which is a free view of a channels-last activation, so the gradient flowing back
+/// into the last convolution keeps the activation's layout.
 #[derive(Debug)]
 pub struct Encoder {
     convs: Vec<nn::Conv2D>,
@@ -129,7 +132,10 @@ impl ModuleT for Encoder {
             .convs
             .iter()
             .fold(xs.shallow_clone(), |x, c| x.apply(c).relu());
-        x.flatten(1, -1).apply(&self.dense).relu()
+        x.permute([0, 2, 3, 1])
+            .flatten(1, -1)
+            .apply(&self.dense)
+            .relu()
     }
 }
 
@@ -247,19 +253,16 @@ impl ModuleT for Classifier {
     }
 }
 
-/// `x` (4-D) with channels-last strides `[HWC, 1, WC, C]` and the same values; libtorch's
-/// oneDNN and cuDNN convolutions keep that format through the network.
-pub fn to_channels_last(x: &Tensor) -> Tensor {
-    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
-}
-
 impl Encoder {
-    /// Re-lays the convolution kernels out channels-last, in place (values unchanged).
-    pub fn use_channels_last(&self) {
+    /// Re-lays the convolution kernels out in `format`, in place (values unchanged). With
+    /// channels-last kernels and inputs, libtorch's oneDNN and cuDNN convolutions keep that
+    /// format through the network, forward and backward, and Adam's moments (created like the
+    /// weights) follow it.
+    pub fn set_memory_format(&self, format: MemoryFormat) {
         tch::no_grad(|| {
             for c in &self.convs {
                 let mut ws = c.ws.shallow_clone();
-                ws.set_data(&to_channels_last(&c.ws));
+                ws.set_data(&format.apply(&c.ws));
             }
         });
     }

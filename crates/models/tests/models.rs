@@ -1,5 +1,5 @@
 use models::{
-    Classifier, Encoder, EncoderConfig, LinearProbe, ModelError, ProjectionHead, to_channels_last,
+    Classifier, Encoder, EncoderConfig, LinearProbe, MemoryFormat, ModelError, ProjectionHead,
 };
 use tch::nn::{self, Module, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
@@ -187,8 +187,20 @@ fn a_saved_encoder_loads_into_a_classifier() {
     assert_eq!(diff, 0.0);
 }
 
+/// Features and every weight gradient of one forward + backward, in variable-name order.
+fn features_and_grads(vs: &nn::VarStore, e: &Encoder, x: &Tensor) -> (Tensor, Vec<Tensor>) {
+    // As in training: the optimizer drops the gradients (libtorch's zero_grad sets them to
+    // None), so the next backward creates them afresh in the parameters' layout.
+    nn::Sgd::default().build(vs, 0.0).unwrap().zero_grad();
+    let features = e.forward_t(x, true);
+    (&features * &features).sum(Kind::Float).backward();
+    let mut vars: Vec<_> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    (features, vars.into_iter().map(|(_, v)| v.grad()).collect())
+}
+
 #[test]
-fn channels_last_gives_the_same_features() {
+fn channels_last_gives_the_same_features_and_gradients_in_its_own_layout() {
     let vs = nn::VarStore::new(Device::Cpu);
     let e = Encoder::new(
         &vs.root(),
@@ -199,10 +211,31 @@ fn channels_last_gives_the_same_features() {
     )
     .unwrap();
     let x = Tensor::rand([2, 3, 40, 40], (Kind::Float, Device::Cpu));
-    let before = e.forward_t(&x, false);
-    e.use_channels_last();
-    let after = e.forward_t(&to_channels_last(&x), false);
+    let (before, grads_before) = features_and_grads(&vs, &e, &x);
+    e.set_memory_format(MemoryFormat::ChannelsLast);
+    let x_cl = MemoryFormat::ChannelsLast.apply(&x);
+    assert_eq!(MemoryFormat::of(&x_cl), MemoryFormat::ChannelsLast);
+    let (after, grads_after) = features_and_grads(&vs, &e, &x_cl);
     assert!((before - after).abs().max().double_value(&[]) < 1e-5);
+    assert_eq!(grads_before.len(), 10);
+    for (a, b) in grads_before.iter().zip(&grads_after) {
+        let scale = a.abs().max().double_value(&[]).max(1e-6);
+        assert!((a - b).abs().max().double_value(&[]) / scale < 1e-4);
+        if a.dim() == 4 {
+            // Kernels and their gradients stay channels-last: no conversion in the step.
+            assert_eq!(
+                MemoryFormat::of(b),
+                MemoryFormat::ChannelsLast,
+                "{:?}",
+                b.stride()
+            );
+        }
+    }
+    for (name, v) in vs.variables() {
+        if v.dim() == 4 {
+            assert_eq!(MemoryFormat::of(&v), MemoryFormat::ChannelsLast, "{name}");
+        }
+    }
 }
 
 #[test]
