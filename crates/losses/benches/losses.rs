@@ -1,6 +1,6 @@
 //! Loss forward + backward at the Keras example's shapes: N = 525 samples, D = 128.
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use losses::{contrastive_loss, nt_xent};
 use tch::{Device, Kind, Tensor};
 
@@ -33,4 +33,10 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// Under the CLI's allocator tuning, so the figures agree with `simclr-cli bench`.
+fn main() {
+    accel::tune_allocator();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

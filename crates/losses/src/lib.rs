@@ -165,6 +165,31 @@ impl ContrastiveAccuracy {
 /// The example's contrastive accuracy: `SparseCategoricalAccuracy` updated with the logits and
 /// with their transpose.
 pub fn contrastive_accuracy(logits: &Tensor) -> Result<ContrastiveAccuracy, LossError> {
+    let (rows, columns) = accuracy_shares(logits)?;
+    Ok(ContrastiveAccuracy {
+        rows: rows.double_value(&[]),
+        columns: columns.double_value(&[]),
+    })
+}
+
+/// [`ContrastiveAccuracy::combined`] as a float32 scalar tensor on the logits' device, so a
+/// training step can keep its metrics on the device without waiting for it.
+///
+/// ```
+/// use tch::{Device, Kind, Tensor};
+/// let logits = Tensor::from_slice(&[5.0f32, 1.0, 2.0, 0.0, 4.0, 9.0, 1.0, 0.0, 3.0]).view([3, 3]);
+/// // rows: 0 and 2 pick the diagonal; columns: 0 and 1 do.
+/// let acc = losses::contrastive_accuracy_tensor(&logits)?;
+/// assert!((acc.double_value(&[]) - 2.0 / 3.0).abs() < 1e-6);
+/// # Ok::<(), losses::LossError>(())
+/// ```
+pub fn contrastive_accuracy_tensor(logits: &Tensor) -> Result<Tensor, LossError> {
+    let (rows, columns) = accuracy_shares(logits)?;
+    Ok(((rows + columns) / 2.0).to_kind(Kind::Float))
+}
+
+/// The shares of rows and of columns whose argmax is the diagonal, as scalar tensors.
+fn accuracy_shares(logits: &Tensor) -> Result<(Tensor, Tensor), LossError> {
     let s = logits.size();
     if s.len() != 2 || s[0] != s[1] || s[0] < 1 {
         return Err(LossError::Logits(s));
@@ -176,10 +201,6 @@ pub fn contrastive_accuracy(logits: &Tensor) -> Result<ContrastiveAccuracy, Loss
             .eq_tensor(&targets)
             .to_kind(Kind::Double)
             .mean(Kind::Double)
-            .double_value(&[])
     };
-    Ok(ContrastiveAccuracy {
-        rows: share(1),
-        columns: share(0),
-    })
+    Ok((share(1), share(0)))
 }
