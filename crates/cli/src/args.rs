@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use train::config::DeviceChoice;
+use train::config::{DeviceChoice, PrecisionChoice};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,6 +33,9 @@ pub struct GlobalArgs {
     /// Where to compute: auto (CUDA when available), cpu or cuda.
     #[arg(long, global = true, value_name = "DEVICE")]
     pub device: Option<DeviceChoice>,
+    /// Precision of the networks: auto (bf16 autocast where the hardware has it), fp32 or bf16.
+    #[arg(long, global = true, value_name = "PRECISION")]
+    pub precision: Option<PrecisionChoice>,
     /// libtorch intra-op threads.
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<usize>,
@@ -58,6 +61,14 @@ impl GlobalArgs {
                 DeviceChoice::Cuda => "cuda",
             };
             sets.push(format!("runtime.device=\"{name}\""));
+        }
+        if let Some(p) = self.precision {
+            let name = match p {
+                PrecisionChoice::Auto => "auto",
+                PrecisionChoice::Fp32 => "fp32",
+                PrecisionChoice::Bf16 => "bf16",
+            };
+            sets.push(format!("runtime.precision=\"{name}\""));
         }
         if let Some(t) = self.threads {
             sets.push(format!("runtime.threads={t}"));

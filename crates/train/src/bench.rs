@@ -1,35 +1,52 @@
 //! `simclr-cli bench`: times the real pretraining step (two strong views of 500 + 25 images,
 //! encoder, head, loss, both optimizers, the probe) and the real supervised step (25 images) at
-//! the Keras example's STL-10 shapes, on generated data, after warm-up steps.
+//! the Keras example's STL-10 shapes, on generated data, after warm-up steps. Batches come
+//! through the same [`Loader`] a run uses (resident on the device on CUDA), and the timed
+//! steps read their metrics from the device once, at the end, as an epoch does.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
+use stl10_data::{BatchPlan, Dataset, ImageStore, Split};
 use tch::{Device, Kind, Tensor};
 
 use crate::config::Config;
 use crate::error::Result;
-use crate::runtime;
-use crate::steps::{ContrastiveModel, SupervisedModel};
+use crate::loader::{Feed, Loader, Resident};
+use crate::runtime::Compute;
+use crate::steps::{ContrastiveModel, SupervisedModel, TrainStep};
 
 /// The example's per-step shapes.
-pub const UNLABELED: i64 = 500;
-pub const LABELED: i64 = 25;
-pub const SIZE: i64 = 96;
+pub const UNLABELED: usize = 500;
+pub const LABELED: usize = 25;
+pub const SIZE: usize = 96;
+/// Steps in one STL-10 epoch (pretraining: 100,000 + 5,000 images in batches of 525;
+/// supervised: 5,000 labeled images in batches of 25).
+pub const STL10_STEPS: usize = 200;
 
 /// What `bench` prints, as one JSON object.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub device: String,
+    pub compute: String,
+    pub precision: &'static str,
+    pub memory_format: &'static str,
+    pub encoder_chunk: Option<usize>,
+    pub resident_data: bool,
     pub threads: i32,
     pub steps: usize,
     pub warmup_steps: usize,
     pub pretrain_seconds_per_step: f64,
     /// Both views of all 525 images per step.
-    pub pretrain_images_per_s: f64,
+    pub pretrain_views_per_s: f64,
+    /// 200 steps at the measured rate.
+    pub stl10_pretrain_epoch_seconds: f64,
     pub supervised_seconds_per_step: f64,
     pub supervised_images_per_s: f64,
-    /// Share of a pretraining step spent drawing and applying the two strong augmentations.
+    pub stl10_supervised_epoch_seconds: f64,
+    /// Share of a pretraining step spent on the two strong views (one augmentation of the
+    /// doubled batch).
     pub augment_share_of_pretrain_step: f64,
 }
 
@@ -39,64 +56,136 @@ fn sync(device: Device) {
     }
 }
 
-fn time_steps(steps: usize, device: Device, mut f: impl FnMut()) -> f64 {
+/// Seconds per call of `f` over `steps` calls, the device drained before and after.
+fn time_steps(steps: usize, device: Device, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     sync(device);
     let start = Instant::now();
     for _ in 0..steps {
-        f();
+        f()?;
     }
     sync(device);
-    start.elapsed().as_secs_f64() / steps as f64
+    Ok(start.elapsed().as_secs_f64() / steps as f64)
+}
+
+/// Four steps' worth of random 96x96 images: 2,000 unlabeled, 100 labeled (10 classes).
+fn synthetic() -> Dataset {
+    let bytes = |n: usize| {
+        let t = Tensor::randint(
+            256,
+            [(n * 3 * SIZE * SIZE) as i64],
+            (Kind::Int64, Device::Cpu),
+        );
+        Vec::<u8>::try_from(&t.to_kind(Kind::Uint8)).expect("uint8 tensor")
+    };
+    let split = |n: usize, labeled: bool| {
+        let labels = labeled.then(|| (0..n as i64).map(|i| i % 10).collect());
+        Split::new(Arc::new(ImageStore::from_chw(bytes(n), SIZE)), labels)
+    };
+    Dataset {
+        unlabeled: split(4 * UNLABELED, false),
+        train: split(4 * LABELED, true),
+        test: split(LABELED, true),
+        class_names: (0..10).map(|c| format!("class{c}")).collect(),
+        image_size: SIZE,
+        skipped: 0,
+    }
+}
+
+/// Seconds per step of `run(steps)` after `run(warmup)`, waiting for the device only at the end,
+/// as an epoch's last metrics read does.
+fn timed(
+    warmup: usize,
+    steps: usize,
+    device: Device,
+    mut run: impl FnMut(usize) -> Result<Tensor>,
+) -> Result<f64> {
+    run(warmup)?.double_value(&[0]);
+    sync(device);
+    let start = Instant::now();
+    run(steps)?.double_value(&[0]);
+    Ok(start.elapsed().as_secs_f64() / steps as f64)
+}
+
+/// `steps` training steps of `model` over `feed` batches, cycling through epochs; returns the
+/// metric sums so the caller can wait for them.
+fn run_steps<S: TrainStep>(
+    model: &mut S,
+    loader: &Loader,
+    feed: Feed,
+    steps: usize,
+) -> Result<Tensor> {
+    let mut sums = Tensor::zeros([S::METRICS.len() as i64], (Kind::Double, model.device()));
+    let mut done = 0;
+    for epoch in 1.. {
+        for batch in loader.epoch(feed, epoch)? {
+            if done == steps {
+                return Ok(sums);
+            }
+            let _ = sums.g_add_(&model.train_step(&batch)?.to_kind(Kind::Double));
+            done += 1;
+        }
+    }
+    unreachable!("the epoch loop only ends by returning")
 }
 
 /// Runs `warmup` then `steps` timed steps of each kind.
 pub fn run(cfg: &Config, device: Device, steps: usize, warmup: usize) -> Result<BenchReport> {
     let mut cfg = cfg.clone();
-    cfg.data.image_size = SIZE as usize;
-    let images = |n: i64| {
-        Tensor::randint(256, [n, 3, SIZE, SIZE], (Kind::Int64, Device::Cpu)).to_kind(Kind::Uint8)
+    cfg.data.image_size = SIZE;
+    let compute = Compute::new(&cfg, device);
+    let ds = synthetic();
+    let plan = BatchPlan::new(ds.unlabeled.len(), ds.train.len(), UNLABELED + LABELED)?;
+    let resident = if device.is_cuda() && cfg.runtime.resident_data {
+        Some(Resident::upload(&ds, device)?)
+    } else {
+        None
     };
-    let (unlabeled, labeled) = (images(UNLABELED), images(LABELED));
-    let labels = Tensor::randint(10, [LABELED], (Kind::Int64, Device::Cpu));
-
-    let mut model = ContrastiveModel::new(&cfg, 10, device)?;
-    let mut step_err = None;
-    let mut pretrain_step = || {
-        if let Err(e) = model.train_step(&unlabeled, &labeled, &labels) {
-            step_err.get_or_insert(e);
-        }
+    let loader = Loader {
+        ds: &ds,
+        plan,
+        seed: cfg.runtime.seed,
+        resident: resident.as_ref(),
     };
-    for _ in 0..warmup {
-        pretrain_step();
-    }
-    let pretrain = time_steps(steps, device, &mut pretrain_step);
-    if let Some(e) = step_err {
-        return Err(e);
-    }
+    let mut model = ContrastiveModel::new(&cfg, 10, compute)?;
+    let pretrain = timed(warmup, steps, device, |n| {
+        run_steps(&mut model, &loader, Feed::Zipped, n)
+    })?;
 
-    let both = Tensor::cat(&[&unlabeled, &labeled], 0);
-    let mut strong = augment::Augmenter::new(cfg.augment.contrastive.into(), 0, device)?;
+    let both = loader
+        .epoch(Feed::Zipped, 1)?
+        .next()
+        .expect("four steps per epoch")
+        .images
+        .to_device(device)
+        .repeat([2, 1, 1, 1]);
+    let mut strong = augment::Augmenter::new(cfg.augment.contrastive.into(), 0, device)?
+        .with_format(compute.format);
     let augment = time_steps(steps, device, || {
-        let _views = (strong.augment(&both), strong.augment(&both));
-    });
+        let _views = strong.augment(&both);
+        Ok(())
+    })?;
 
-    let mut clf = SupervisedModel::new(&cfg, 10, device, false)?;
-    for _ in 0..warmup {
-        clf.train_step(&labeled, &labels);
-    }
-    let supervised = time_steps(steps.max(1) * 4, device, || {
-        clf.train_step(&labeled, &labels);
-    });
+    let mut clf = SupervisedModel::new(&cfg, 10, compute, false)?;
+    let supervised = timed(warmup, steps * 4, device, |n| {
+        run_steps(&mut clf, &loader, Feed::Labeled, n)
+    })?;
 
     Ok(BenchReport {
-        device: runtime::describe(device),
+        device: crate::runtime::describe(device),
+        compute: compute.describe(),
+        precision: compute.precision.name(),
+        memory_format: compute.format.name(),
+        encoder_chunk: compute.encoder_chunk,
+        resident_data: resident.is_some(),
         threads: tch::get_num_threads(),
         steps,
         warmup_steps: warmup,
         pretrain_seconds_per_step: pretrain,
-        pretrain_images_per_s: (2 * (UNLABELED + LABELED)) as f64 / pretrain,
+        pretrain_views_per_s: (2 * (UNLABELED + LABELED)) as f64 / pretrain,
+        stl10_pretrain_epoch_seconds: STL10_STEPS as f64 * pretrain,
         supervised_seconds_per_step: supervised,
         supervised_images_per_s: LABELED as f64 / supervised,
+        stl10_supervised_epoch_seconds: STL10_STEPS as f64 * supervised,
         augment_share_of_pretrain_step: augment / pretrain,
     })
 }

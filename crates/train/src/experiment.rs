@@ -14,9 +14,10 @@ use crate::checkpoint::{self, write_file};
 use crate::config::Config;
 use crate::error::{Result, TrainError};
 use crate::fit::{self, Observer};
+use crate::loader::{Feed, Loader, Resident};
 use crate::metrics::History;
 use crate::report::{Legend, image_grid, line_plot};
-use crate::runtime;
+use crate::runtime::Compute;
 use crate::steps::{ContrastiveModel, SupervisedModel};
 
 /// The libtorch release torch-sys 0.24 builds against (its build script enforces it).
@@ -33,16 +34,21 @@ pub const RUNS: [(&str, &str, &str); 3] = [
     ("finetuning", "supervised fine-tuning", "val_acc"),
 ];
 
-/// A loaded data set, its batch plan and the device, shared by the phases.
+/// A loaded data set, its batch plan, how the steps run and, on CUDA, the data set's resident
+/// copy on the device, shared by the phases.
 pub struct Prepared {
     pub ds: Dataset,
     pub plan: BatchPlan,
-    pub device: Device,
+    pub compute: Compute,
+    pub resident: Option<Resident>,
+    pub seed: u64,
+    pub metrics_every: usize,
 }
 
 impl Prepared {
     /// Loads the data and plans the batches; an empty test split is an error, since every
-    /// epoch is validated on it.
+    /// epoch is validated on it. On CUDA with `runtime.resident_data`, the uint8 images move
+    /// to the device once; if they do not fit, batches come from host memory instead.
     pub fn new(cfg: &Config, device: Device) -> Result<Self> {
         let ds = stl10_data::load(&cfg.data, cfg.runtime.seed)?;
         let plan = BatchPlan::new(ds.unlabeled.len(), ds.train.len(), cfg.data.batch_size)?;
@@ -59,11 +65,42 @@ impl Prepared {
             "{}",
             plan.describe()
         );
-        Ok(Prepared { ds, plan, device })
+        let compute = Compute::new(cfg, device);
+        let resident = (device.is_cuda() && cfg.runtime.resident_data)
+            .then(|| match Resident::upload(&ds, device) {
+                Ok(r) => {
+                    tracing::info!(bytes = r.bytes(), "data set resident on {device:?}");
+                    Some(r)
+                }
+                Err(e) => {
+                    tracing::warn!("data set stays in host memory: {e}");
+                    None
+                }
+            })
+            .flatten();
+        tracing::info!(compute = %compute.describe(), "steps run on");
+        Ok(Prepared {
+            ds,
+            plan,
+            compute,
+            resident,
+            seed: cfg.runtime.seed,
+            metrics_every: cfg.runtime.metrics_every,
+        })
     }
 
     pub fn classes(&self) -> i64 {
         self.ds.num_classes() as i64
+    }
+
+    /// Batches of this data set, from the resident copy when there is one.
+    pub fn loader(&self) -> Loader<'_> {
+        Loader {
+            ds: &self.ds,
+            plan: self.plan,
+            seed: self.seed,
+            resident: self.resident.as_ref(),
+        }
     }
 }
 
@@ -125,8 +162,9 @@ impl RunDir {
 
 /// Writes `summary.txt` (Keras-style summaries of every model) and `augmentations.png`.
 pub fn write_overview(cfg: &Config, prep: &Prepared, dir: &RunDir, count: usize) -> Result<()> {
-    let model = ContrastiveModel::new(cfg, prep.classes(), Device::Cpu)?;
-    let classifier = SupervisedModel::new(cfg, prep.classes(), Device::Cpu, false)?;
+    let cpu = Compute::new(cfg, Device::Cpu);
+    let model = ContrastiveModel::new(cfg, prep.classes(), cpu)?;
+    let classifier = SupervisedModel::new(cfg, prep.classes(), cpu, false)?;
     let text = format!(
         "{}\n{}\n{}\n{}",
         model.encoder.summary(),
@@ -162,13 +200,12 @@ pub fn baseline(
     dir: &RunDir,
     obs: &mut dyn Observer,
 ) -> Result<History> {
-    let model = SupervisedModel::new(cfg, prep.classes(), prep.device, false)?;
+    let model = SupervisedModel::new(cfg, prep.classes(), prep.compute, false)?;
     supervised_run(
         model,
         "baseline",
         cfg.baseline.epochs,
         "baseline.safetensors",
-        cfg,
         prep,
         dir,
         obs,
@@ -176,24 +213,22 @@ pub fn baseline(
 }
 
 /// Trains `model` for `epochs`, then saves its checkpoint as `checkpoint` and its history.
-#[allow(clippy::too_many_arguments)]
 fn supervised_run(
     mut model: SupervisedModel,
     run: &str,
     epochs: usize,
     checkpoint: &str,
-    cfg: &Config,
     prep: &Prepared,
     dir: &RunDir,
     obs: &mut dyn Observer,
 ) -> Result<History> {
-    let h = fit::supervised(
+    let h = fit::fit(
         &mut model,
         run,
-        &prep.ds,
-        prep.plan,
+        &prep.loader(),
+        Feed::Labeled,
         epochs,
-        cfg.runtime.seed,
+        prep.metrics_every,
         obs,
     )?;
     checkpoint::save(&model.vs, &["encoder", "classifier"], &dir.file(checkpoint))?;
@@ -209,13 +244,14 @@ pub fn pretrain(
     dir: &RunDir,
     obs: &mut dyn Observer,
 ) -> Result<History> {
-    let mut model = ContrastiveModel::new(cfg, prep.classes(), prep.device)?;
-    let h = fit::pretrain(
+    let mut model = ContrastiveModel::new(cfg, prep.classes(), prep.compute)?;
+    let h = fit::fit(
         &mut model,
-        &prep.ds,
-        prep.plan,
+        "pretraining",
+        &prep.loader(),
+        Feed::Zipped,
         cfg.pretrain.epochs,
-        cfg.runtime.seed,
+        prep.metrics_every,
         obs,
     )?;
     checkpoint::save(&model.vs, &["encoder"], &dir.file("encoder.safetensors"))?;
@@ -242,14 +278,13 @@ pub fn finetune(
     dir: &RunDir,
     obs: &mut dyn Observer,
 ) -> Result<History> {
-    let model = SupervisedModel::new(cfg, prep.classes(), prep.device, true)?;
+    let model = SupervisedModel::new(cfg, prep.classes(), prep.compute, true)?;
     checkpoint::load(&model.vs, "encoder", encoder)?;
     supervised_run(
         model,
         "finetuning",
         cfg.finetune.epochs,
         "finetuned.safetensors",
-        cfg,
         prep,
         dir,
         obs,
@@ -258,10 +293,10 @@ pub fn finetune(
 
 /// Test loss and accuracy of a classifier checkpoint (`baseline` or `finetuned`).
 pub fn evaluate(cfg: &Config, prep: &Prepared, checkpoint_path: &Path) -> Result<(f64, f64)> {
-    let model = SupervisedModel::new(cfg, prep.classes(), prep.device, false)?;
+    let model = SupervisedModel::new(cfg, prep.classes(), prep.compute, false)?;
     checkpoint::load(&model.vs, "encoder", checkpoint_path)?;
     checkpoint::load(&model.vs, "classifier", checkpoint_path)?;
-    fit::evaluate(&prep.ds, prep.plan, |x, y| model.test_sums(x, y))
+    fit::evaluate(&model, &prep.loader())
 }
 
 /// Best validation accuracy of each run present, in the seed's order: `(label, best)`.
@@ -305,7 +340,16 @@ pub fn write_report(cfg: &Config, prep: &Prepared, dir: &RunDir) -> Result<[Opti
 
     let mut md = String::new();
     let _ = writeln!(md, "# simclr-rs run\n");
-    let _ = writeln!(md, "- device: {}", runtime::describe(prep.device));
+    let _ = writeln!(md, "- compute: {}", prep.compute.describe());
+    let _ = writeln!(
+        md,
+        "- data: {}",
+        if prep.resident.is_some() {
+            "resident on the device, batches gathered there"
+        } else {
+            "host memory, one upload per batch"
+        }
+    );
     let _ = writeln!(
         md,
         "- versions: simclr-rs {}, tch 0.24, libtorch {LIBTORCH_VERSION}",

@@ -17,6 +17,7 @@ pub mod config;
 mod error;
 pub mod experiment;
 pub mod fit;
+pub mod loader;
 pub mod metrics;
 pub mod report;
 pub mod runtime;

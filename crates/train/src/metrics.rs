@@ -1,45 +1,8 @@
-//! Keras-style metrics: running means of step values reset each epoch, and per-run histories.
+//! Keras-style per-run histories: one record of means per epoch.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
-
-/// Running means of named step values (Keras's `Mean` trackers), reset every epoch.
-#[derive(Debug, Clone)]
-pub struct RunningMeans {
-    names: &'static [&'static str],
-    sums: Vec<f64>,
-    count: usize,
-}
-
-impl RunningMeans {
-    pub fn new(names: &'static [&'static str]) -> Self {
-        RunningMeans {
-            names,
-            sums: vec![0.0; names.len()],
-            count: 0,
-        }
-    }
-
-    /// Adds one step's values, in the order of `names`.
-    pub fn update(&mut self, values: &[f64]) {
-        debug_assert_eq!(values.len(), self.names.len());
-        for (s, v) in self.sums.iter_mut().zip(values) {
-            *s += v;
-        }
-        self.count += 1;
-    }
-
-    /// `(name, mean)` for every metric (0 before the first step).
-    pub fn means(&self) -> Vec<(&'static str, f64)> {
-        let n = self.count.max(1) as f64;
-        self.names
-            .iter()
-            .zip(&self.sums)
-            .map(|(&k, s)| (k, s / n))
-            .collect()
-    }
-}
 
 /// One epoch of one run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -148,14 +111,6 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn running_means_average_step_values() {
-        let mut m = RunningMeans::new(&["loss", "acc"]);
-        m.update(&[2.0, 0.5]);
-        m.update(&[4.0, 1.0]);
-        assert_eq!(m.means(), vec![("loss", 3.0), ("acc", 0.75)]);
-    }
 
     #[test]
     fn history_finds_the_best_and_writes_rows() {

@@ -1,8 +1,10 @@
-//! Process-wide libtorch set-up: threads, seed and the device.
+//! Process-wide libtorch set-up (threads, seed, the device) and [`Compute`], the resolved
+//! answer to "how do the steps run": device, precision, memory format and encoder slicing.
 
+use accel::{MemoryFormat, Precision};
 use tch::Device;
 
-use crate::config::{ConfigError, DeviceChoice, RuntimeConfig};
+use crate::config::{Config, ConfigError, DeviceChoice, PrecisionChoice, RuntimeConfig};
 
 /// The device `choice` names; `cuda` when CUDA is missing is an error, not a silent CPU run.
 pub fn resolve_device(choice: DeviceChoice) -> Result<Device, ConfigError> {
@@ -17,13 +19,86 @@ pub fn resolve_device(choice: DeviceChoice) -> Result<Device, ConfigError> {
     }
 }
 
-/// Sets libtorch's thread count and seed, then resolves the device. Call before any tensor op.
+/// Sets libtorch's thread count and seed, turns cuDNN's autotuner on, then resolves the
+/// device. Call before any tensor op.
 pub fn init(cfg: &RuntimeConfig) -> Result<Device, ConfigError> {
     if let Some(n) = cfg.threads {
         tch::set_num_threads(n as i32);
     }
     tch::manual_seed(cfg.seed as i64);
-    resolve_device(cfg.device)
+    let device = resolve_device(cfg.device)?;
+    if device.is_cuda() {
+        // The step's shapes are fixed, so cuDNN's per-shape algorithm search pays off at once.
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
+    Ok(device)
+}
+
+/// The precision `choice` resolves to on `device`: `auto` is bf16 autocast where it is expected
+/// to be faster ([`accel::bf16_preferred`]), else fp32.
+pub fn resolve_precision(choice: PrecisionChoice, device: Device) -> Precision {
+    match choice {
+        PrecisionChoice::Fp32 => Precision::Fp32,
+        PrecisionChoice::Bf16 => Precision::Bf16,
+        PrecisionChoice::Auto if accel::bf16_preferred(device) => Precision::Bf16,
+        PrecisionChoice::Auto => Precision::Fp32,
+    }
+}
+
+/// Views per encoder forward on the CPU when `runtime.encoder_chunk` is not set: the fastest
+/// slice measured for the STL-10 step on the 2-core development machines (see README).
+pub const CPU_ENCODER_CHUNK: usize = 128;
+
+/// How the steps run, resolved once from the configuration and the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compute {
+    pub device: Device,
+    pub precision: Precision,
+    pub format: MemoryFormat,
+    /// Views per encoder forward in pretraining; `None`: the whole batch.
+    pub encoder_chunk: Option<usize>,
+}
+
+impl Compute {
+    pub fn new(cfg: &Config, device: Device) -> Self {
+        let encoder_chunk = match (cfg.runtime.encoder_chunk, device) {
+            (Some(n), _) => Some(n),
+            (None, Device::Cpu) => Some(CPU_ENCODER_CHUNK),
+            (None, _) => None,
+        };
+        Compute {
+            device,
+            precision: resolve_precision(cfg.runtime.precision, device),
+            format: if cfg.model.channels_last {
+                MemoryFormat::ChannelsLast
+            } else {
+                MemoryFormat::Contiguous
+            },
+            encoder_chunk,
+        }
+    }
+
+    /// Runs `f` under this precision's autocast on this device.
+    pub fn autocast<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.precision.autocast(self.device, f)
+    }
+
+    /// `cpu (2 threads), bf16 autocast, channels-last, encoder slices of 128 views`.
+    pub fn describe(&self) -> String {
+        let precision = match self.precision {
+            Precision::Fp32 => "fp32".to_string(),
+            Precision::Bf16 => "bf16 autocast".to_string(),
+        };
+        let chunk = match self.encoder_chunk {
+            Some(n) => format!("encoder slices of {n} views"),
+            None => "whole-batch encoder".to_string(),
+        };
+        format!(
+            "{}, {precision}, {}, {chunk}",
+            describe(self.device),
+            self.format.name()
+        )
+    }
 }
 
 /// A short description of `device` for reports.
@@ -35,14 +110,19 @@ pub fn describe(device: Device) -> String {
     }
 }
 
-/// What libtorch sees: CUDA, cuDNN, threads and the device `device` resolves to.
-pub fn report(device: Device) -> String {
+/// What libtorch sees: CUDA, cuDNN, threads, bf16 support, and how `cfg` would run on `device`.
+pub fn report(cfg: &Config, device: Device) -> String {
     format!(
-        "cuda available: {}\ncuda devices: {}\ncudnn available: {}\nthreads: {}\ndevice: {}\n",
+        "cuda available: {}\ncuda devices: {}\ncudnn available: {}\nthreads: {}\n\
+         bf16 native on {}: {} (preferred by auto: {})\ndevice: {}\ncompute: {}\n",
         tch::Cuda::is_available(),
         tch::Cuda::device_count(),
         tch::Cuda::cudnn_is_available(),
         tch::get_num_threads(),
         describe(device),
+        accel::bf16_native(device),
+        accel::bf16_preferred(device),
+        describe(device),
+        Compute::new(cfg, device).describe(),
     )
 }

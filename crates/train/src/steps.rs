@@ -1,15 +1,23 @@
 //! The train steps, in the Keras example's words: [`ContrastiveModel`] (the example's
 //! `ContrastiveModel.train_step` with its two optimizers) and [`SupervisedModel`] (baseline and
-//! fine-tuning).
+//! fine-tuning), both behind the [`TrainStep`] the epoch loop drives.
+//!
+//! A step never waits for the device: it takes one uint8 batch (uploaded once if it is not on
+//! the device already), and returns its metrics as a device tensor that the epoch loop adds up
+//! and reads every few steps. The networks run under the configured precision's autocast and
+//! in its memory format; losses, softmax, metrics, weights and optimizer state stay float32.
 
+use accel::to_f32;
 use augment::Augmenter;
-use losses::{ContrastiveLossKind, contrastive_accuracy};
-use models::{Classifier, Encoder, EncoderConfig, LinearProbe, ProjectionHead, to_channels_last};
+use losses::{ContrastiveLossKind, contrastive_accuracy_tensor};
+use models::{Classifier, Encoder, EncoderConfig, LinearProbe, ProjectionHead};
 use tch::nn::{self, Module, ModuleT, OptimizerConfig as _};
 use tch::{Device, Kind, Tensor};
 
 use crate::config::{Config, OptimizerConfig};
 use crate::error::Result;
+use crate::loader::Batch;
+use crate::runtime::Compute;
 
 /// Seeds for the independent random streams of one run.
 #[derive(Debug, Clone, Copy)]
@@ -41,46 +49,34 @@ fn adam(vs: &nn::VarStore, o: &OptimizerConfig) -> Result<nn::Optimizer> {
     Ok(adam.build(vs, o.learning_rate)?)
 }
 
-/// Float images in [0, 1] in the memory format the encoder runs in.
-fn layout(x: Tensor, channels_last: bool) -> Tensor {
-    if channels_last {
-        to_channels_last(&x)
-    } else {
-        x
-    }
-}
-
-/// Summed cross-entropy and correct predictions of `logits` against `labels`.
-fn ce_sum_and_correct(logits: &Tensor, labels: &Tensor) -> (f64, f64) {
+/// `[summed cross-entropy, correct predictions]` of `logits` against `labels`, on the device.
+fn ce_sum_and_correct(logits: &Tensor, labels: &Tensor) -> Tensor {
     let loss = logits.cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Sum, -100, 0.0);
     let correct = logits
         .argmax(1, false)
         .eq_tensor(labels)
         .to_kind(Kind::Float)
         .sum(Kind::Float);
-    (loss.double_value(&[]), correct.double_value(&[]))
+    Tensor::stack(&[loss, correct], 0)
 }
 
-/// Loss and accuracy of a test batch, as sums to be divided by the sample count.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct EvalSums {
-    pub loss: f64,
-    pub correct: f64,
-    pub count: f64,
-}
+/// What the epoch loop needs of a model: one training step and the test sums.
+pub trait TrainStep {
+    /// Names of the values [`TrainStep::train_step`] returns, in Keras's order.
+    const METRICS: &'static [&'static str];
+    /// Names of the validation loss and accuracy.
+    const VALIDATION: [&'static str; 2];
+    /// Images through the encoder per batch image (both views count in pretraining).
+    const VIEWS: usize;
 
-impl EvalSums {
-    pub fn add(&mut self, (loss, correct): (f64, f64), count: i64) {
-        self.loss += loss;
-        self.correct += correct;
-        self.count += count as f64;
-    }
+    /// One step on `batch`: the [`TrainStep::METRICS`] values as a float32 `[M]` tensor on the
+    /// device, not yet computed when it returns on CUDA.
+    fn train_step(&mut self, batch: &Batch) -> Result<Tensor>;
 
-    /// `(mean loss, accuracy)`.
-    pub fn means(&self) -> (f64, f64) {
-        let n = self.count.max(1.0);
-        (self.loss / n, self.correct / n)
-    }
+    /// `[summed loss, correct predictions]` over a test batch (un-augmented), on the device.
+    fn test_sums(&self, batch: &Batch) -> Tensor;
+
+    fn device(&self) -> Device;
 }
 
 /// The example's `ContrastiveModel`: encoder + projection head trained contrastively by the
@@ -100,22 +96,13 @@ pub struct ContrastiveModel {
     classification_augmenter: Augmenter,
     loss: ContrastiveLossKind,
     temperature: f64,
-    channels_last: bool,
-    device: Device,
-}
-
-/// One pretraining step's values, in the example's metric order.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ContrastiveStepMetrics {
-    pub c_loss: f64,
-    pub c_acc: f64,
-    pub p_loss: f64,
-    pub p_acc: f64,
+    compute: Compute,
 }
 
 impl ContrastiveModel {
-    pub fn new(cfg: &Config, classes: i64, device: Device) -> Result<Self> {
+    pub fn new(cfg: &Config, classes: i64, compute: Compute) -> Result<Self> {
         init_seed(cfg.runtime.seed, SeedStream::Contrastive);
+        let device = compute.device;
         let vs = nn::VarStore::new(device);
         let probe_vs = nn::VarStore::new(device);
         let enc_cfg = EncoderConfig {
@@ -126,10 +113,13 @@ impl ContrastiveModel {
         let w = cfg.model.width;
         let projection_head = ProjectionHead::new(&(vs.root() / "projection_head"), w, w);
         let linear_probe = LinearProbe::new(&(probe_vs.root() / "linear_probe"), w, classes);
-        if cfg.model.channels_last {
-            encoder.use_channels_last();
-        }
+        // Before the optimizers exist, so that Adam's moments take the kernels' layout.
+        encoder.set_memory_format(compute.format);
         let seed = cfg.runtime.seed;
+        let augmenter = |preset: crate::config::AugmentPreset, stream| {
+            Augmenter::new(preset.into(), stream_seed(seed, stream), device)
+                .map(|a| a.with_format(compute.format))
+        };
         Ok(ContrastiveModel {
             contrastive_optimizer: adam(&vs, &cfg.pretrain.optimizer)?,
             probe_optimizer: adam(&probe_vs, &cfg.pretrain.probe_optimizer)?,
@@ -138,98 +128,104 @@ impl ContrastiveModel {
             encoder,
             projection_head,
             linear_probe,
-            contrastive_augmenter: Augmenter::new(
-                cfg.augment.contrastive.into(),
-                stream_seed(seed, SeedStream::Contrastive),
-                device,
-            )?,
-            classification_augmenter: Augmenter::new(
-                cfg.augment.classification.into(),
-                stream_seed(seed, SeedStream::ProbeAugment),
-                device,
+            contrastive_augmenter: augmenter(cfg.augment.contrastive, SeedStream::Contrastive)?,
+            classification_augmenter: augmenter(
+                cfg.augment.classification,
+                SeedStream::ProbeAugment,
             )?,
             loss: cfg.loss.kind.into(),
             temperature: cfg.loss.temperature,
-            channels_last: cfg.model.channels_last,
-            device,
+            compute,
         })
     }
 
-    /// The example's `train_step`: uint8 `unlabeled` `[U,3,H,W]`, `labeled` `[L,3,H,W]` and
-    /// int64 `labels` `[L]`, on any device.
-    pub fn train_step(
-        &mut self,
-        unlabeled: &Tensor,
-        labeled: &Tensor,
-        labels: &Tensor,
-    ) -> Result<ContrastiveStepMetrics> {
+    /// The example's `train_step` on uint8 `images` `[U + L, 3, H, W]` (the last `L` labeled)
+    /// and int64 `labels` `[L]`: `[c_loss, c_acc, p_loss, p_acc]` on the device.
+    pub fn step(&mut self, images: &Tensor, labels: &Tensor) -> Result<Tensor> {
+        let images = accel::upload(images, self.compute.device);
+        let labels = accel::upload(labels, self.compute.device);
+        let (n, l) = (images.size()[0], labels.size()[0]);
         // Both labeled and unlabeled images are used, without labels.
-        let (c_loss, c_acc) = self.contrastive_step(&Tensor::cat(&[unlabeled, labeled], 0))?;
+        let (c_loss, c_acc) = self.contrastive_step(&images)?;
         // Labels are only used by the linear probe.
-        let (p_loss, p_acc) = self.probe_step(labeled, labels);
-        Ok(ContrastiveStepMetrics {
-            c_loss,
-            c_acc,
-            p_loss,
-            p_acc,
-        })
+        let (p_loss, p_acc) = self.probe_step(&images.narrow(0, n - l, l), &labels);
+        Ok(Tensor::stack(&[c_loss, c_acc, p_loss, p_acc], 0))
     }
 
-    /// Two strong views of `images`, encoder and projection head, the contrastive loss, and one
-    /// `contrastive_optimizer` step (encoder + head only): `(c_loss, c_acc)`.
-    pub fn contrastive_step(&mut self, images: &Tensor) -> Result<(f64, f64)> {
+    /// Two strong views of `images` (one augmentation of the doubled batch), encoder and
+    /// projection head, the contrastive loss, and one `contrastive_optimizer` step (encoder +
+    /// head only): `(c_loss, c_acc)` as scalar device tensors.
+    pub fn contrastive_step(&mut self, images: &Tensor) -> Result<(Tensor, Tensor)> {
         let n = images.size()[0];
-        let views = Tensor::cat(
-            &[
-                self.contrastive_augmenter.augment(images),
-                self.contrastive_augmenter.augment(images),
-            ],
-            0,
-        );
-        let features = self
-            .encoder
-            .forward_t(&layout(views, self.channels_last), true);
-        let projections = self.projection_head.forward(&features);
+        let views = self
+            .contrastive_augmenter
+            .augment(&images.repeat([2, 1, 1, 1]));
+        let projections = to_f32(&self.compute.autocast(|| self.project(&views)));
         let (z1, z2) = (projections.narrow(0, 0, n), projections.narrow(0, n, n));
         let (c_loss, logits) = self.loss.compute(&z1, &z2, self.temperature)?;
         self.contrastive_optimizer.backward_step(&c_loss);
-        let c_acc = contrastive_accuracy(&logits.detach())?.combined();
-        Ok((c_loss.double_value(&[]), c_acc))
+        let c_acc = contrastive_accuracy_tensor(&logits.detach())?;
+        Ok((c_loss.detach(), c_acc))
+    }
+
+    /// Encoder (training mode) and projection head over `views`, in slices of
+    /// `compute.encoder_chunk` views whose projections are joined before the loss: the loss
+    /// and its gradients are those of one pass over all views (only the summation order of the
+    /// weight gradients differs), while each convolution works on a cache-sized batch.
+    fn project(&self, views: &Tensor) -> Tensor {
+        let run = |v: &Tensor| {
+            self.projection_head
+                .forward(&self.encoder.forward_t(v, true))
+        };
+        match self.compute.encoder_chunk {
+            Some(chunk) if (chunk as i64) < views.size()[0] => {
+                let parts: Vec<Tensor> = views.split(chunk as i64, 0).iter().map(run).collect();
+                Tensor::cat(&parts, 0)
+            }
+            _ => run(views),
+        }
     }
 
     /// Weak augmentation of the labeled images, the encoder in inference mode without gradient
     /// (features detached), the linear probe, and one `probe_optimizer` step (probe only):
-    /// `(p_loss, p_acc)`.
-    pub fn probe_step(&mut self, labeled: &Tensor, labels: &Tensor) -> (f64, f64) {
-        let x = layout(
-            self.classification_augmenter.augment(labeled),
-            self.channels_last,
-        );
-        let features = tch::no_grad(|| self.encoder.forward_t(&x, false));
+    /// `(p_loss, p_acc)` as scalar device tensors.
+    pub fn probe_step(&mut self, labeled: &Tensor, labels: &Tensor) -> (Tensor, Tensor) {
+        let x = self.classification_augmenter.augment(labeled);
+        let features =
+            tch::no_grad(|| to_f32(&self.compute.autocast(|| self.encoder.forward_t(&x, false))));
         let class_logits = self.linear_probe.forward(&features.detach());
-        let labels = labels.to_device(self.device);
-        let p_loss = class_logits.cross_entropy_for_logits(&labels);
+        let p_loss = class_logits.cross_entropy_for_logits(labels);
         self.probe_optimizer.backward_step(&p_loss);
-        let p_acc = class_logits.detach().accuracy_for_logits(&labels);
-        (p_loss.double_value(&[]), p_acc.double_value(&[]))
+        let p_acc = class_logits.detach().accuracy_for_logits(labels);
+        (p_loss.detach(), p_acc)
+    }
+
+    pub fn compute(&self) -> Compute {
+        self.compute
+    }
+}
+
+impl TrainStep for ContrastiveModel {
+    const METRICS: &'static [&'static str] = &["c_loss", "c_acc", "p_loss", "p_acc"];
+    const VALIDATION: [&'static str; 2] = ["val_p_loss", "val_p_acc"];
+    const VIEWS: usize = 2;
+
+    fn train_step(&mut self, batch: &Batch) -> Result<Tensor> {
+        self.step(&batch.images, &batch.labels)
     }
 
     /// The example's `test_step`: the probe on un-augmented test images.
-    pub fn test_sums(&self, images: &Tensor, labels: &Tensor) -> (f64, f64) {
+    fn test_sums(&self, batch: &Batch) -> Tensor {
         tch::no_grad(|| {
-            let x = layout(
-                self.classification_augmenter.inference(images),
-                self.channels_last,
-            );
-            let logits = self
-                .linear_probe
-                .forward(&self.encoder.forward_t(&x, false));
-            ce_sum_and_correct(&logits, &labels.to_device(self.device))
+            let x = self.classification_augmenter.inference(&batch.images);
+            let features = to_f32(&self.compute.autocast(|| self.encoder.forward_t(&x, false)));
+            let logits = self.linear_probe.forward(&features);
+            ce_sum_and_correct(&logits, &accel::upload(&batch.labels, self.compute.device))
         })
     }
 
-    pub fn device(&self) -> Device {
-        self.device
+    fn device(&self) -> Device {
+        self.compute.device
     }
 }
 
@@ -241,73 +237,86 @@ pub struct SupervisedModel {
     pub classifier: Classifier,
     optimizer: nn::Optimizer,
     augmenter: Augmenter,
-    channels_last: bool,
-    device: Device,
+    compute: Compute,
 }
 
 impl SupervisedModel {
     /// A fresh classifier; `finetune` picks the fine-tuning run's optimizer and random stream.
-    /// Load pretrained weights with [`SupervisedModel::load_encoder`] before training.
-    pub fn new(cfg: &Config, classes: i64, device: Device, finetune: bool) -> Result<Self> {
-        init_seed(
-            cfg.runtime.seed,
-            if finetune {
-                SeedStream::Finetune
-            } else {
-                SeedStream::Baseline
-            },
-        );
-        let vs = nn::VarStore::new(device);
-        let enc_cfg = EncoderConfig {
-            width: cfg.model.width,
-            image_size: cfg.data.image_size as i64,
-        };
-        let classifier = Classifier::new(&vs.root(), &enc_cfg, classes)?;
-        if cfg.model.channels_last {
-            classifier.encoder.use_channels_last();
-        }
+    /// Load pretrained weights with [`crate::checkpoint::load`] before training (the optimizer
+    /// only keeps references to the variables, which loading overwrites in place).
+    pub fn new(cfg: &Config, classes: i64, compute: Compute, finetune: bool) -> Result<Self> {
         let (run, stream) = if finetune {
             (&cfg.finetune, SeedStream::Finetune)
         } else {
             (&cfg.baseline, SeedStream::Baseline)
         };
+        init_seed(cfg.runtime.seed, stream);
+        let vs = nn::VarStore::new(compute.device);
+        let enc_cfg = EncoderConfig {
+            width: cfg.model.width,
+            image_size: cfg.data.image_size as i64,
+        };
+        let classifier = Classifier::new(&vs.root(), &enc_cfg, classes)?;
+        classifier.encoder.set_memory_format(compute.format);
         Ok(SupervisedModel {
             optimizer: adam(&vs, &run.optimizer)?,
             augmenter: Augmenter::new(
                 cfg.augment.classification.into(),
                 stream_seed(cfg.runtime.seed, stream),
-                device,
-            )?,
+                compute.device,
+            )?
+            .with_format(compute.format),
             vs,
             classifier,
-            channels_last: cfg.model.channels_last,
-            device,
+            compute,
         })
     }
 
-    /// One step on uint8 `images` `[N,3,H,W]` and int64 `labels` `[N]`: `(loss, acc)`.
-    pub fn train_step(&mut self, images: &Tensor, labels: &Tensor) -> (f64, f64) {
-        let x = layout(self.augmenter.augment(images), self.channels_last);
-        let logits = self.classifier.forward_t(&x, true);
-        let labels = labels.to_device(self.device);
+    /// One step on uint8 `images` `[N,3,H,W]` and int64 `labels` `[N]`: `[loss, acc]` on the
+    /// device.
+    pub fn step(&mut self, images: &Tensor, labels: &Tensor) -> Tensor {
+        let labels = accel::upload(labels, self.compute.device);
+        let x = self
+            .augmenter
+            .augment(&accel::upload(images, self.compute.device));
+        let logits = to_f32(
+            &self
+                .compute
+                .autocast(|| self.classifier.forward_t(&x, true)),
+        );
         let loss = logits.cross_entropy_for_logits(&labels);
         self.optimizer.backward_step(&loss);
         let acc = logits.detach().accuracy_for_logits(&labels);
-        (loss.double_value(&[]), acc.double_value(&[]))
+        Tensor::stack(&[loss.detach(), acc], 0)
     }
 
-    /// Summed loss and correct predictions on un-augmented test images.
-    pub fn test_sums(&self, images: &Tensor, labels: &Tensor) -> (f64, f64) {
+    pub fn compute(&self) -> Compute {
+        self.compute
+    }
+}
+
+impl TrainStep for SupervisedModel {
+    const METRICS: &'static [&'static str] = &["loss", "acc"];
+    const VALIDATION: [&'static str; 2] = ["val_loss", "val_acc"];
+    const VIEWS: usize = 1;
+
+    fn train_step(&mut self, batch: &Batch) -> Result<Tensor> {
+        Ok(self.step(&batch.images, &batch.labels))
+    }
+
+    fn test_sums(&self, batch: &Batch) -> Tensor {
         tch::no_grad(|| {
-            let x = layout(self.augmenter.inference(images), self.channels_last);
-            ce_sum_and_correct(
-                &self.classifier.forward_t(&x, false),
-                &labels.to_device(self.device),
-            )
+            let x = self.augmenter.inference(&batch.images);
+            let logits = to_f32(
+                &self
+                    .compute
+                    .autocast(|| self.classifier.forward_t(&x, false)),
+            );
+            ce_sum_and_correct(&logits, &accel::upload(&batch.labels, self.compute.device))
         })
     }
 
-    pub fn device(&self) -> Device {
-        self.device
+    fn device(&self) -> Device {
+        self.compute.device
     }
 }

@@ -7,8 +7,10 @@ use stl10_data::{BatchPlan, Dataset, ImageStore, Split};
 use tch::{Device, Kind, Tensor};
 use train::Config;
 use train::experiment::RunDir;
-use train::fit::{self, Silent};
-use train::steps::{ContrastiveModel, SupervisedModel};
+use train::fit::{self, Observer, Silent};
+use train::loader::{Batch, Feed, Loader, Resident};
+use train::runtime::Compute;
+use train::steps::{ContrastiveModel, SupervisedModel, TrainStep};
 
 fn small_config(size: usize, width: i64) -> Config {
     Config::load(
@@ -21,6 +23,10 @@ fn small_config(size: usize, width: i64) -> Config {
         ],
     )
     .unwrap()
+}
+
+fn cpu(cfg: &Config) -> Compute {
+    Compute::new(cfg, Device::Cpu)
 }
 
 fn snapshot(vs: &tch::nn::VarStore) -> HashMap<String, Tensor> {
@@ -49,9 +55,9 @@ fn random_images(n: i64, size: i64) -> Tensor {
 fn each_optimizer_steps_only_its_own_variables() {
     tch::manual_seed(0);
     let cfg = small_config(32, 8);
-    let mut m = ContrastiveModel::new(&cfg, 3, Device::Cpu).unwrap();
+    let mut m = ContrastiveModel::new(&cfg, 3, cpu(&cfg)).unwrap();
     let (main0, probe0) = (snapshot(&m.vs), snapshot(&m.probe_vs));
-    m.contrastive_step(&random_images(6, 32)).unwrap();
+    let _ = m.contrastive_step(&random_images(6, 32)).unwrap();
     assert!(
         changed(&probe0, &m.probe_vs).is_empty(),
         "optimizer A left the probe alone"
@@ -64,7 +70,7 @@ fn each_optimizer_steps_only_its_own_variables() {
     );
 
     let (main1, probe1) = (snapshot(&m.vs), snapshot(&m.probe_vs));
-    m.probe_step(&random_images(4, 32), &Tensor::from_slice(&[0i64, 1, 2, 0]));
+    let _ = m.probe_step(&random_images(4, 32), &Tensor::from_slice(&[0i64, 1, 2, 0]));
     assert!(
         changed(&main1, &m.vs).is_empty(),
         "optimizer B left encoder and head alone"
@@ -80,18 +86,18 @@ fn finetuning_starts_from_the_saved_encoder_and_the_baseline_from_a_fresh_one() 
     tch::manual_seed(1);
     let cfg = small_config(32, 8);
     let dir = tempfile::tempdir().unwrap();
-    let mut m = ContrastiveModel::new(&cfg, 3, Device::Cpu).unwrap();
-    m.contrastive_step(&random_images(6, 32)).unwrap();
+    let mut m = ContrastiveModel::new(&cfg, 3, cpu(&cfg)).unwrap();
+    let _ = m.contrastive_step(&random_images(6, 32)).unwrap();
     let path = dir.path().join("encoder.safetensors");
     train::checkpoint::save(&m.vs, &["encoder"], &path).unwrap();
     let pretrained = snapshot(&m.vs);
 
-    let ft = SupervisedModel::new(&cfg, 3, Device::Cpu, true).unwrap();
+    let ft = SupervisedModel::new(&cfg, 3, cpu(&cfg), true).unwrap();
     assert_eq!(
         train::checkpoint::load(&ft.vs, "encoder", &path).unwrap(),
         10
     );
-    let base = SupervisedModel::new(&cfg, 3, Device::Cpu, false).unwrap();
+    let base = SupervisedModel::new(&cfg, 3, cpu(&cfg), false).unwrap();
     for (name, var) in ft.vs.variables() {
         if name.starts_with("encoder.") {
             assert!(var.equal(&pretrained[&name]), "{name} is the saved weight");
@@ -161,16 +167,40 @@ fn contrastive_learning_and_the_baseline_really_learn() {
     cfg.pretrain.optimizer.learning_rate = 2e-3;
     let ds = texture_dataset(64, 448, 128);
     let plan = BatchPlan::new(448, 64, 64).unwrap(); // 8 steps of 56 + 8
-    let mut m = ContrastiveModel::new(&cfg, 4, Device::Cpu).unwrap();
-    let h = fit::pretrain(&mut m, &ds, plan, 30, 7, &mut Silent).unwrap(); // 240 steps
+    let mut m = ContrastiveModel::new(&cfg, 4, cpu(&cfg)).unwrap();
+    let loader = Loader {
+        ds: &ds,
+        plan,
+        seed: 7,
+        resident: None,
+    };
+    let h = fit::fit(
+        &mut m,
+        "pretraining",
+        &loader,
+        Feed::Zipped,
+        30,
+        8,
+        &mut Silent,
+    )
+    .unwrap(); // 240 steps
     let first = h.epochs[0].get("c_acc").unwrap();
     let last = h.epochs.last().unwrap().get("c_acc").unwrap();
     // Chance is 1/64 = 0.016.
     assert!(last > 0.2 && last > 2.0 * first, "c_acc {first} -> {last}");
     assert!(h.epochs.last().unwrap().get("c_loss").unwrap() < h.epochs[0].get("c_loss").unwrap());
 
-    let mut clf = SupervisedModel::new(&cfg, 4, Device::Cpu, false).unwrap();
-    let h = fit::supervised(&mut clf, "baseline", &ds, plan, 15, 7, &mut Silent).unwrap();
+    let mut clf = SupervisedModel::new(&cfg, 4, cpu(&cfg), false).unwrap();
+    let h = fit::fit(
+        &mut clf,
+        "baseline",
+        &loader,
+        Feed::Labeled,
+        15,
+        5,
+        &mut Silent,
+    )
+    .unwrap();
     let best = h.best("val_acc").unwrap();
     assert!(best > 0.7, "baseline val_acc {best} (chance 0.25)");
 }
@@ -183,7 +213,7 @@ fn a_run_folder_records_the_config_first_and_a_bad_checkpoint_is_named() {
     let back = Config::load(Some(&run.file("config.toml")), &[]).unwrap();
     assert_eq!(back, cfg);
     std::fs::write(dir.path().join("enc.safetensors"), b"nope").unwrap();
-    let m = SupervisedModel::new(&cfg, 4, Device::Cpu, true).unwrap();
+    let m = SupervisedModel::new(&cfg, 4, cpu(&cfg), true).unwrap();
     let e = train::checkpoint::load(&m.vs, "encoder", &dir.path().join("enc.safetensors"))
         .unwrap_err()
         .to_string();
@@ -191,4 +221,215 @@ fn a_run_folder_records_the_config_first_and_a_bad_checkpoint_is_named() {
         e.contains("enc.safetensors") && e.contains("cannot read checkpoint"),
         "{e}"
     );
+}
+
+#[test]
+fn a_bf16_step_is_finite_and_close_to_the_fp32_step() {
+    let cfg = small_config(32, 16);
+    let images = {
+        tch::manual_seed(5);
+        random_images(12, 32)
+    };
+    let labels = Tensor::from_slice(&[0i64, 1, 2, 0]);
+    let step = |precision: accel::Precision| {
+        let compute = Compute {
+            precision,
+            ..cpu(&cfg)
+        };
+        let mut m = ContrastiveModel::new(&cfg, 3, compute).unwrap();
+        let v = m.step(&images, &labels).unwrap();
+        Vec::<f64>::try_from(v.to_kind(Kind::Double)).unwrap()
+    };
+    let (fp32, bf16) = (step(accel::Precision::Fp32), step(accel::Precision::Bf16));
+    assert!(bf16.iter().all(|v| v.is_finite()), "{bf16:?}");
+    // c_loss of 12 pairs starts near ln(12) = 2.48; bf16 products keep 8 bits.
+    assert!((fp32[0] - 12f64.ln()).abs() < 0.5, "{fp32:?}");
+    assert!(
+        (fp32[0] - bf16[0]).abs() < 0.02 * fp32[0],
+        "c_loss {fp32:?} vs {bf16:?}"
+    );
+    assert!(
+        (fp32[2] - bf16[2]).abs() < 0.02 * fp32[2],
+        "p_loss {fp32:?} vs {bf16:?}"
+    );
+}
+
+#[test]
+fn channels_last_and_nchw_steps_agree() {
+    let cfg = small_config(32, 16);
+    let images = {
+        tch::manual_seed(6);
+        random_images(10, 32)
+    };
+    let labels = Tensor::from_slice(&[1i64, 0]);
+    let run = |format: accel::MemoryFormat| {
+        let compute = Compute {
+            format,
+            ..cpu(&cfg)
+        };
+        let mut m = ContrastiveModel::new(&cfg, 2, compute).unwrap();
+        let metrics = (0..3)
+            .map(|_| {
+                Vec::<f64>::try_from(m.step(&images, &labels).unwrap().to_kind(Kind::Double))
+                    .unwrap()
+            })
+            .collect::<Vec<_>>();
+        (
+            metrics,
+            m.vs.variables()["encoder.conv2.weight"].contiguous(),
+        )
+    };
+    let (a, wa) = run(accel::MemoryFormat::Contiguous);
+    let (b, wb) = run(accel::MemoryFormat::ChannelsLast);
+    for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+        assert!((x - y).abs() < 1e-4 * x.abs().max(1.0), "{a:?} vs {b:?}");
+    }
+    assert!(
+        (wa - wb).abs().max().double_value(&[]) < 1e-5,
+        "weights after 3 steps"
+    );
+}
+
+#[test]
+fn encoder_slices_give_the_loss_of_one_pass() {
+    let cfg = small_config(32, 16);
+    let images = {
+        tch::manual_seed(8);
+        random_images(9, 32)
+    };
+    let labels = Tensor::from_slice(&[1i64]);
+    let first_step = |encoder_chunk| {
+        let compute = Compute {
+            encoder_chunk,
+            ..cpu(&cfg)
+        };
+        let mut m = ContrastiveModel::new(&cfg, 2, compute).unwrap();
+        let v = m.step(&images, &labels).unwrap();
+        let w = m.vs.variables()["encoder.dense.weight"].copy();
+        (Vec::<f64>::try_from(v.to_kind(Kind::Double)).unwrap(), w)
+    };
+    let (whole, w_whole) = first_step(None);
+    let (sliced, w_sliced) = first_step(Some(4)); // 18 views in slices of 4, 4, 4, 4, 2
+    for (x, y) in whole.iter().zip(&sliced) {
+        assert!((x - y).abs() < 1e-5, "{whole:?} vs {sliced:?}");
+    }
+    assert!((w_whole - w_sliced).abs().max().double_value(&[]) < 1e-6);
+}
+
+/// A step that returns known values: step `k` (counting from 1 over the run) gives `[k, 2k]`.
+struct Counting {
+    k: f64,
+}
+
+impl TrainStep for Counting {
+    const METRICS: &'static [&'static str] = &["loss", "acc"];
+    const VALIDATION: [&'static str; 2] = ["val_loss", "val_acc"];
+    const VIEWS: usize = 1;
+
+    fn train_step(&mut self, _batch: &Batch) -> train::Result<Tensor> {
+        self.k += 1.0;
+        Ok(Tensor::from_slice(&[self.k as f32, 2.0 * self.k as f32]))
+    }
+
+    fn test_sums(&self, batch: &Batch) -> Tensor {
+        let n = batch.labels.size()[0] as f32;
+        Tensor::from_slice(&[0.5 * n, 0.25 * n])
+    }
+
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+}
+
+#[derive(Default)]
+struct Recorder {
+    steps: Vec<(usize, Vec<(&'static str, f64)>)>,
+}
+
+impl Observer for Recorder {
+    fn step(&mut self, step: usize, means: &[(&'static str, f64)]) {
+        self.steps.push((step, means.to_vec()));
+    }
+}
+
+#[test]
+fn epoch_metrics_read_from_the_device_equal_the_per_step_means() {
+    let ds = texture_dataset(16, 48, 8);
+    let plan = BatchPlan::new(48, 16, 16).unwrap(); // 4 steps of 12 + 4
+    let loader = Loader {
+        ds: &ds,
+        plan,
+        seed: 1,
+        resident: None,
+    };
+    let mut rec = Recorder::default();
+    let h = fit::fit(
+        &mut Counting { k: 0.0 },
+        "run",
+        &loader,
+        Feed::Zipped,
+        2,
+        3,
+        &mut rec,
+    )
+    .unwrap();
+    // Epoch 1: steps 1..4 -> mean 2.5; epoch 2: steps 5..8 -> mean 6.5.
+    assert_eq!(h.epochs[0].metrics[0], ("loss".to_string(), 2.5));
+    assert_eq!(h.epochs[0].metrics[1], ("acc".to_string(), 5.0));
+    assert_eq!(h.epochs[1].metrics[0], ("loss".to_string(), 6.5));
+    // Validation: 8 test images in one batch of 16: loss 0.5, accuracy 0.25.
+    assert_eq!(h.epochs[1].get("val_loss"), Some(0.5));
+    assert_eq!(h.epochs[1].get("val_acc"), Some(0.25));
+    // Reads every 3 steps and at the epoch's end; between them the last read stands.
+    let shown: Vec<(usize, f64)> = rec
+        .steps
+        .iter()
+        .map(|(s, m)| (*s, m.first().map_or(f64::NAN, |m| m.1)))
+        .collect();
+    assert_eq!(shown[2], (3, 2.0), "mean of steps 1..3");
+    assert_eq!(shown[3], (4, 2.5));
+    assert_eq!(shown[6], (3, 6.0), "epoch 2: mean of steps 5..7");
+    assert_eq!(shown[4].0, 1);
+    assert!(h.epochs[0].images_per_second > 0.0);
+}
+
+#[test]
+fn resident_batches_are_the_host_batches() {
+    let ds = texture_dataset(16, 48, 20);
+    let plan = BatchPlan::new(48, 16, 16).unwrap();
+    // The device copy works the same on any device; the CPU stands in for CUDA here.
+    let resident = Resident::upload(&ds, Device::Cpu).unwrap();
+    assert_eq!(resident.bytes(), (16 + 48 + 20) * 3 * 32 * 32);
+    let host = Loader {
+        ds: &ds,
+        plan,
+        seed: 3,
+        resident: None,
+    };
+    let dev = Loader {
+        resident: Some(&resident),
+        ..host
+    };
+    for feed in [Feed::Zipped, Feed::Labeled] {
+        for epoch in [1, 2] {
+            let (a, b) = (
+                host.epoch(feed, epoch).unwrap(),
+                dev.epoch(feed, epoch).unwrap(),
+            );
+            assert_eq!(a.steps(), b.steps());
+            let mut n = 0;
+            for (x, y) in a.zip(b) {
+                assert!(x.images.equal(&y.images), "{feed:?} epoch {epoch} step {n}");
+                assert!(x.labels.equal(&y.labels));
+                n += 1;
+            }
+            assert_eq!(n, 4, "4 steps of 12 + 4 or of 4 labeled images");
+        }
+    }
+    let (a, b) = (host.test().unwrap(), dev.test().unwrap());
+    let (a, b): (Vec<_>, Vec<_>) = (a.collect(), b.collect());
+    assert_eq!(a.len(), 2, "20 test images in batches of 16");
+    for (x, y) in a.iter().zip(&b) {
+        assert!(x.images.equal(&y.images) && x.labels.equal(&y.labels));
+    }
 }

@@ -1,0 +1,228 @@
+//! Batches for the steps, in the Keras example's order, from host memory or from a copy of the
+//! uint8 data set resident on the CUDA device.
+//!
+//! Either way a step gets one uint8 tensor of all its images (unlabeled first, then labeled)
+//! and the labels of the labeled ones, so the step uploads once (host batches) or not at all
+//! (resident data: batches are gathered on the device by index tensors, and the epoch's order
+//! travels to the device once per epoch). Both sources follow the same permutations, so a run
+//! sees the same images in the same steps whichever is used.
+
+use stl10_data::{BatchPlan, Dataset, LabeledEpoch, Split, ZippedEpoch};
+use tch::{Device, Kind, Tensor};
+
+use crate::error::Result;
+
+/// One step's uint8 images `[U + L, 3, H, W]`, the `U` unlabeled ones first, and the int64
+/// labels `[L]` of the last `L`.
+#[derive(Debug)]
+pub struct Batch {
+    pub images: Tensor,
+    pub labels: Tensor,
+}
+
+impl Batch {
+    /// Images in the batch.
+    pub fn len(&self) -> usize {
+        self.images.size()[0] as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Which batches an epoch is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// Pretraining: each step an unlabeled batch zipped with a labeled batch.
+    Zipped,
+    /// Supervised training: shuffled labeled batches of the plan's labeled batch size.
+    Labeled,
+}
+
+/// The three splits as uint8 tensors on the device, with their labels.
+#[derive(Debug)]
+pub struct Resident {
+    unlabeled: Tensor,
+    train: (Tensor, Tensor),
+    test: (Tensor, Tensor),
+}
+
+/// Images uploaded per copy while making a split resident.
+const UPLOAD_CHUNK: usize = 2048;
+
+fn resident_split(split: &Split, device: Device) -> Result<(Tensor, Tensor)> {
+    let (n, s) = (split.len() as i64, split.image_size() as i64);
+    let images = Tensor::f_empty([n, 3, s, s], (Kind::Uint8, device))?;
+    let all: Vec<usize> = (0..split.len()).collect();
+    for (i, chunk) in all.chunks(UPLOAD_CHUNK).enumerate() {
+        let start = (i * UPLOAD_CHUNK) as i64;
+        images
+            .narrow(0, start, chunk.len() as i64)
+            .f_copy_(&split.images(chunk))?;
+    }
+    let labels = split.label_tensor(&all).f_to_device(device)?;
+    Ok((images, labels))
+}
+
+impl Resident {
+    /// Copies every split of `ds` to `device`; an error (out of memory, say) leaves nothing
+    /// behind, and the caller can fall back to host batches.
+    pub fn upload(ds: &Dataset, device: Device) -> Result<Self> {
+        Ok(Resident {
+            unlabeled: resident_split(&ds.unlabeled, device)?.0,
+            train: resident_split(&ds.train, device)?,
+            test: resident_split(&ds.test, device)?,
+        })
+    }
+
+    /// Bytes held on the device.
+    pub fn bytes(&self) -> i64 {
+        [&self.unlabeled, &self.train.0, &self.test.0]
+            .iter()
+            .map(|t| t.numel() as i64)
+            .sum()
+    }
+}
+
+/// Hands out the batches of an epoch (and the test batches) from host memory or, when given a
+/// [`Resident`] copy, from the device.
+#[derive(Debug, Clone, Copy)]
+pub struct Loader<'a> {
+    pub ds: &'a Dataset,
+    pub plan: BatchPlan,
+    pub seed: u64,
+    pub resident: Option<&'a Resident>,
+}
+
+/// An epoch's batches, with their count.
+pub struct Batches<'a> {
+    steps: usize,
+    iter: Box<dyn Iterator<Item = Batch> + 'a>,
+}
+
+impl Batches<'_> {
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+}
+
+impl Iterator for Batches<'_> {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        self.iter.next()
+    }
+}
+
+/// `positions` as an int64 tensor on `device`, uploaded without waiting.
+fn index_tensor(positions: impl IntoIterator<Item = usize>, device: Device) -> Tensor {
+    let v: Vec<i64> = positions.into_iter().map(|p| p as i64).collect();
+    accel::upload(&Tensor::from_slice(&v), device)
+}
+
+impl<'a> Loader<'a> {
+    /// The batches of training epoch `epoch` (1-based) for `feed`.
+    pub fn epoch(&self, feed: Feed, epoch: usize) -> Result<Batches<'a>> {
+        match feed {
+            Feed::Zipped => Ok(self.zipped(epoch)),
+            Feed::Labeled => self.labeled(epoch),
+        }
+    }
+
+    fn zipped(&self, epoch: usize) -> Batches<'a> {
+        let zipped = ZippedEpoch::new(
+            &self.ds.unlabeled,
+            &self.ds.train,
+            self.plan,
+            self.seed,
+            epoch as u64,
+        );
+        let steps = self.plan.steps;
+        let Some(r) = self.resident else {
+            let iter = zipped.map(|b| Batch {
+                images: Tensor::cat(&[b.unlabeled, b.labeled], 0),
+                labels: b.labels,
+            });
+            return Batches {
+                steps,
+                iter: Box::new(iter),
+            };
+        };
+        let device = r.unlabeled.device();
+        let (u, l) = (
+            self.plan.unlabeled_batch as i64,
+            self.plan.labeled_batch as i64,
+        );
+        let positions = (0..steps).map(|i| zipped.positions(i));
+        let u_order = index_tensor(positions.clone().flat_map(|p| p.0.to_vec()), device);
+        let l_order = index_tensor(positions.flat_map(|p| p.1.to_vec()), device);
+        let iter = (0..steps as i64).map(move |i| {
+            let (ui, li) = (u_order.narrow(0, i * u, u), l_order.narrow(0, i * l, l));
+            Batch {
+                images: Tensor::cat(
+                    &[
+                        r.unlabeled.index_select(0, &ui),
+                        r.train.0.index_select(0, &li),
+                    ],
+                    0,
+                ),
+                labels: r.train.1.index_select(0, &li),
+            }
+        });
+        Batches {
+            steps,
+            iter: Box::new(iter),
+        }
+    }
+
+    fn labeled(&self, epoch: usize) -> Result<Batches<'a>> {
+        let batch = self.plan.labeled_batch;
+        let shuffled = LabeledEpoch::shuffled(&self.ds.train, batch, self.seed, epoch as u64)?;
+        let steps = shuffled.steps();
+        let iter: Box<dyn Iterator<Item = Batch>> = match self.resident {
+            None => Box::new(shuffled.map(|b| Batch {
+                images: b.images,
+                labels: b.labels,
+            })),
+            Some(r) => {
+                let order: Vec<usize> = shuffled.positions().flatten().copied().collect();
+                let n = order.len() as i64;
+                let order = index_tensor(order, r.train.0.device());
+                let b = batch as i64;
+                Box::new((0..steps as i64).map(move |i| {
+                    let idx = order.narrow(0, i * b, b.min(n - i * b));
+                    Batch {
+                        images: r.train.0.index_select(0, &idx),
+                        labels: r.train.1.index_select(0, &idx),
+                    }
+                }))
+            }
+        };
+        Ok(Batches { steps, iter })
+    }
+
+    /// The test split in order, in batches of the step size (`U + L`), the last one partial.
+    pub fn test(&self) -> Result<Batches<'a>> {
+        let batch = self.plan.unlabeled_batch + self.plan.labeled_batch;
+        let in_order = LabeledEpoch::in_order(&self.ds.test, batch)?;
+        let steps = in_order.steps();
+        let iter: Box<dyn Iterator<Item = Batch>> = match self.resident {
+            None => Box::new(in_order.map(|b| Batch {
+                images: b.images,
+                labels: b.labels,
+            })),
+            Some(r) => {
+                let (n, b) = (self.ds.test.len() as i64, batch as i64);
+                Box::new((0..steps as i64).map(move |i| {
+                    let len = b.min(n - i * b);
+                    Batch {
+                        images: r.test.0.narrow(0, i * b, len),
+                        labels: r.test.1.narrow(0, i * b, len),
+                    }
+                }))
+            }
+        };
+        Ok(Batches { steps, iter })
+    }
+}
