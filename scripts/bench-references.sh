@@ -4,7 +4,8 @@
 # TensorFlow (scripts/reference/keras_step.py, in its own venv .venv-keras, made here on first
 # use), and plain PyTorch eager at its best (scripts/reference/torch_step.py: channels-last +
 # bf16 autocast, and channels-last fp32, in the project's venv, with the same glibc allocator
-# settings simclr-cli applies to itself). The runs alternate for ROUNDS rounds so that drift
+# settings simclr-cli applies to itself); last, for information, PyTorch with simclr-cli's own
+# CPU recipe (encoder slices). The runs alternate for ROUNDS rounds so that drift
 # on a shared machine hits every program alike; the best round of each counts.
 #
 # Usage: scripts/bench-references.sh [ROUNDS] [STEPS]   (defaults 2 and 3)
@@ -33,6 +34,10 @@ for r in $(seq "$rounds"); do
     --precision bf16 --layout channels-last 2>/dev/null >>"$out/torch-bf16.jsonl"
   "${malloc[@]}" .venv/bin/python -W ignore scripts/reference/torch_step.py --steps "$steps" \
     --precision fp32 --layout channels-last 2>/dev/null >>"$out/torch-fp32.jsonl"
+  # Not a reference: plain PyTorch given simclr-cli's own CPU recipe (encoder slices), to show
+  # how much of the lead is the recipe and how much the program.
+  "${malloc[@]}" .venv/bin/python -W ignore scripts/reference/torch_step.py --steps "$steps" \
+    --precision fp32 --layout channels-last --chunk 175 2>/dev/null >>"$out/torch-sliced.jsonl"
 done
 python3 - "$out" <<'PY'
 import json, pathlib, platform, sys
@@ -47,7 +52,7 @@ print(f"simclr-cli: {s_row['compute']}")
 print(f"| program | pretraining views/s | supervised images/s | simclr-cli vs it (pretraining, supervised) |")
 print(f"|---|---|---|---|")
 print(f"| simclr-cli bench | {s_pre:.0f} | {s_sup:.0f} | 1.00x, 1.00x |")
-for name, label in [("keras", None), ("torch-bf16", None), ("torch-fp32", None)]:
+for name in ["keras", "torch-bf16", "torch-fp32", "torch-sliced"]:
     pre, sup, row = best(name)
     print(f"| {row['reference']} | {pre:.0f} | {sup:.0f} | {s_pre / pre:.2f}x, {s_sup / sup:.2f}x |")
 PY

@@ -1,28 +1,39 @@
 #!/usr/bin/env bash
 # Run on a lent GPU machine (it has PyTorch 2.11.0 cu130 in its python and no cargo) over a copy
-# of this tree that carries `target/release/simclr-cli` and, optionally, `.gpu-bundle/` (test
-# binaries made here by scripts/gpu-bundle.sh). It points the binaries at that python's torch/lib,
-# prints whether CUDA is visible, then runs the carried tests with CUDA required and a short
-# `simclr-cli` run on --device cuda.
-set -euo pipefail
+# of this tree that carries .gpu-bundle/ (made here by scripts/gpu-bundle.sh: the stripped
+# release binary and test executables). It points them at that python's torch/lib, prints what
+# CUDA it sees, runs the carried tests with CUDA required (sync-free steps, CPU-vs-CUDA
+# agreement), then times `simclr-cli bench --device cuda` over 200 steps (one STL-10 epoch) in
+# each precision and layout, and the PyTorch eager reference on the same GPU.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 torch_lib=$("$PYTHON" -c "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))")
 export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "torch/lib: $torch_lib"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$PYTHON" -c "import torch; print('python torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-bin=target/release/simclr-cli
-ldd "$bin" | grep -E 'libtorch(_cuda)?\.so' || true
+bin=.gpu-bundle/simclr-cli
+[ -x "$bin" ] || bin=target/release/simclr-cli
 "$bin" info --device cuda
-export SIMCLR_REQUIRE_CUDA=1
 status=0
-if [ -d .gpu-bundle ]; then
-  for t in .gpu-bundle/*; do
-    [ -x "$t" ] || continue
-    echo "== $t"
-    "$t" --test-threads 1 || status=1
+export SIMCLR_REQUIRE_CUDA=1
+for t in .gpu-bundle/tests/*; do
+  [ -x "$t" ] || continue
+  echo "== $t"
+  "$t" --test-threads 1 -q 2>&1 | grep -E "test result|FAILED|panicked|skipped" || status=1
+done
+steps=${GPU_BENCH_STEPS:-200}
+for precision in bf16 fp32; do
+  for cl in true false; do
+    echo "== simclr-cli bench --device cuda --precision $precision model.channels_last=$cl"
+    "$bin" bench --device cuda --steps "$steps" --warmup 20 --precision "$precision" \
+      --set "model.channels_last=$cl" || status=1
   done
-fi
-echo "== simclr-cli bench --device cuda"
-"$bin" bench --device cuda --steps 20 --warmup 5 || status=1
+done
+for precision in bf16 fp32; do
+  echo "== pytorch eager reference, cuda, channels-last, $precision"
+  "$PYTHON" -W ignore scripts/reference/torch_step.py --device cuda --steps "$steps" --warmup 20 \
+    --precision "$precision" 2>/dev/null || status=1
+done
 exit $status

@@ -1,7 +1,7 @@
 //! Batch gathering from the memory-mapped unlabeled split: 500 random images per step, as one
 //! STL-10 pretraining step draws them. Prints images/s.
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use stl10_data::{DataConfig, Stream, fixtures::write_stl10, load, permutation};
 
 fn gather(c: &mut Criterion) {
@@ -30,4 +30,10 @@ fn gather(c: &mut Criterion) {
 }
 
 criterion_group!(benches, gather);
-criterion_main!(benches);
+
+/// Under the CLI's allocator tuning, so the figures agree with `simclr-cli bench`.
+fn main() {
+    accel::tune_allocator();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -66,9 +66,10 @@ pub struct RuntimeConfig {
     pub seed: u64,
     /// fp32, bf16 autocast, or auto (bf16 where the hardware has it).
     pub precision: PrecisionChoice,
-    /// Views per encoder forward in the pretraining step: the contrastive loss needs all
-    /// projections at once, the encoder does not, and on a CPU slices that fit the caches run
-    /// faster than one 1,050-view batch. None: 128 on the CPU, the whole batch on CUDA.
+    /// Most views per encoder forward in the pretraining step (the views are split evenly):
+    /// the contrastive loss needs all projections at once, the encoder does not, and on a CPU
+    /// slices that fit the caches run faster than one 1,050-view batch. None: on the CPU 176
+    /// views of 96x96 (as many pixels for other sizes), on CUDA the whole batch.
     pub encoder_chunk: Option<usize>,
     /// Steps between reads of the running metrics from the device (progress bar, non-finite
     /// check); each read waits for the device, so a step itself never does.

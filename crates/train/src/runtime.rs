@@ -45,9 +45,12 @@ pub fn resolve_precision(choice: PrecisionChoice, device: Device) -> Precision {
     }
 }
 
-/// Views per encoder forward on the CPU when `runtime.encoder_chunk` is not set: the fastest
-/// slice measured for the STL-10 step on the 2-core development machines (see README).
-pub const CPU_ENCODER_CHUNK: usize = 128;
+/// Input pixels per encoder forward on the CPU when `runtime.encoder_chunk` is not set: 176
+/// views of 96x96 (the STL-10 step's 1,050 views then run as six slices of 175), the fastest
+/// slicing measured on the 2-core development machine (see README). Smaller images get
+/// proportionally more views per slice (32x32: 1,584, so Fashion-MNIST's 1,024 views run as
+/// one batch).
+pub const CPU_ENCODER_PIXELS: usize = 176 * 96 * 96;
 
 /// How the steps run, resolved once from the configuration and the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,15 +58,17 @@ pub struct Compute {
     pub device: Device,
     pub precision: Precision,
     pub format: MemoryFormat,
-    /// Views per encoder forward in pretraining; `None`: the whole batch.
+    /// At most this many views per encoder forward in pretraining (the batch split evenly);
+    /// `None`: the whole batch.
     pub encoder_chunk: Option<usize>,
 }
 
 impl Compute {
     pub fn new(cfg: &Config, device: Device) -> Self {
+        let side = cfg.data.image_size.max(1);
         let encoder_chunk = match (cfg.runtime.encoder_chunk, device) {
             (Some(n), _) => Some(n),
-            (None, Device::Cpu) => Some(CPU_ENCODER_CHUNK),
+            (None, Device::Cpu) => Some((CPU_ENCODER_PIXELS / (side * side)).max(1)),
             (None, _) => None,
         };
         Compute {
@@ -83,14 +88,14 @@ impl Compute {
         self.precision.autocast(self.device, f)
     }
 
-    /// `cpu (2 threads), bf16 autocast, channels-last, encoder slices of 128 views`.
+    /// `cpu (2 threads), fp32, channels-last, encoder slices of <= 176 views`.
     pub fn describe(&self) -> String {
         let precision = match self.precision {
             Precision::Fp32 => "fp32".to_string(),
             Precision::Bf16 => "bf16 autocast".to_string(),
         };
         let chunk = match self.encoder_chunk {
-            Some(n) => format!("encoder slices of {n} views"),
+            Some(n) => format!("encoder slices of <= {n} views"),
             None => "whole-batch encoder".to_string(),
         };
         format!(
@@ -125,4 +130,52 @@ pub fn report(cfg: &Config, device: Device) -> String {
         describe(device),
         Compute::new(cfg, device).describe(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(sets: &[&str]) -> Config {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Config::load(None, &sets).unwrap()
+    }
+
+    #[test]
+    fn encoder_slices_follow_the_image_area_on_the_cpu_and_the_setting_everywhere() {
+        let c = Compute::new(&cfg(&["runtime.precision=\"fp32\""]), Device::Cpu);
+        assert_eq!(c.encoder_chunk, Some(176), "96x96: 176 views");
+        let c = Compute::new(
+            &cfg(&["data.image_size=32", "runtime.precision=\"fp32\""]),
+            Device::Cpu,
+        );
+        assert_eq!(c.encoder_chunk, Some(1584), "32x32: nine times as many");
+        let c = Compute::new(&cfg(&["runtime.encoder_chunk=263"]), Device::Cpu);
+        assert_eq!(c.encoder_chunk, Some(263));
+        let gpu = cfg(&["runtime.precision=\"fp32\""]);
+        assert_eq!(Compute::new(&gpu, Device::Cuda(0)).encoder_chunk, None);
+        assert_eq!(c.format, MemoryFormat::ChannelsLast, "the default layout");
+    }
+
+    #[test]
+    fn explicit_precisions_are_kept_and_described() {
+        assert_eq!(
+            resolve_precision(PrecisionChoice::Bf16, Device::Cpu),
+            Precision::Bf16
+        );
+        assert_eq!(
+            resolve_precision(PrecisionChoice::Fp32, Device::Cpu),
+            Precision::Fp32
+        );
+        let c = Compute::new(
+            &cfg(&["runtime.precision=\"bf16\"", "model.channels_last=false"]),
+            Device::Cpu,
+        );
+        assert!(
+            c.describe()
+                .ends_with("bf16 autocast, nchw, encoder slices of <= 176 views"),
+            "{}",
+            c.describe()
+        );
+    }
 }

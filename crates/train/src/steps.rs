@@ -168,18 +168,20 @@ impl ContrastiveModel {
         Ok((c_loss.detach(), c_acc))
     }
 
-    /// Encoder (training mode) and projection head over `views`, in slices of
-    /// `compute.encoder_chunk` views whose projections are joined before the loss: the loss
-    /// and its gradients are those of one pass over all views (only the summation order of the
+    /// Encoder (training mode) and projection head over `views`, in even slices of at most
+    /// `compute.encoder_chunk` views whose projections are joined before the loss: the loss and
+    /// its gradients are those of one pass over all views (only the summation order of the
     /// weight gradients differs), while each convolution works on a cache-sized batch.
     fn project(&self, views: &Tensor) -> Tensor {
         let run = |v: &Tensor| {
             self.projection_head
                 .forward(&self.encoder.forward_t(v, true))
         };
+        let n = views.size()[0] as usize;
         match self.compute.encoder_chunk {
-            Some(chunk) if (chunk as i64) < views.size()[0] => {
-                let parts: Vec<Tensor> = views.split(chunk as i64, 0).iter().map(run).collect();
+            Some(chunk) if chunk < n => {
+                let size = n.div_ceil(n.div_ceil(chunk)) as i64;
+                let parts: Vec<Tensor> = views.split(size, 0).iter().map(run).collect();
                 Tensor::cat(&parts, 0)
             }
             _ => run(views),

@@ -309,7 +309,7 @@ fn encoder_slices_give_the_loss_of_one_pass() {
         (Vec::<f64>::try_from(v.to_kind(Kind::Double)).unwrap(), w)
     };
     let (whole, w_whole) = first_step(None);
-    let (sliced, w_sliced) = first_step(Some(4)); // 18 views in slices of 4, 4, 4, 4, 2
+    let (sliced, w_sliced) = first_step(Some(4)); // 18 views: five even slices of 4, 4, 4, 4, 2
     for (x, y) in whole.iter().zip(&sliced) {
         assert!((x - y).abs() < 1e-5, "{whole:?} vs {sliced:?}");
     }
