@@ -146,7 +146,11 @@ mod tests {
         let c = Compute::new(&cfg(&["runtime.precision=\"fp32\""]), Device::Cpu);
         assert_eq!(c.encoder_chunk, Some(176), "96x96: 176 views");
         let c = Compute::new(
-            &cfg(&["data.image_size=32", "runtime.precision=\"fp32\""]),
+            &cfg(&[
+                "data.kind=folder",
+                "data.image_size=32",
+                "runtime.precision=\"fp32\"",
+            ]),
             Device::Cpu,
         );
         assert_eq!(c.encoder_chunk, Some(1584), "32x32: nine times as many");
