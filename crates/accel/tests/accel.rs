@@ -4,18 +4,6 @@
 use accel::{MemoryFormat, Precision, SyncDebug};
 use tch::{Device, Kind, Tensor};
 
-fn cuda_or_skip() -> bool {
-    if tch::Cuda::is_available() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("SIMCLR_REQUIRE_CUDA").is_none(),
-        "CUDA required but not available"
-    );
-    eprintln!("skipped: no CUDA device");
-    false
-}
-
 #[test]
 fn bf16_autocast_runs_products_in_bf16_and_restores_the_state() {
     tch::manual_seed(0);
@@ -101,7 +89,7 @@ fn the_cuda_sync_check_can_be_switched() {
 
 #[test]
 fn the_sync_check_catches_a_host_read_on_cuda() {
-    if !cuda_or_skip() {
+    if !accel::cuda_for_tests() {
         return;
     }
     let x = Tensor::ones([4], (Kind::Float, Device::Cuda(0)));
@@ -118,7 +106,7 @@ fn the_sync_check_catches_a_host_read_on_cuda() {
 
 #[test]
 fn bf16_autocast_on_cuda_and_pinned_uploads() {
-    if !cuda_or_skip() {
+    if !accel::cuda_for_tests() {
         return;
     }
     let dev = Device::Cuda(0);

@@ -280,12 +280,7 @@ fn invalid_settings_name_the_field() {
 
 #[test]
 fn cpu_and_cuda_agree_for_the_same_parameters() {
-    if !tch::Cuda::is_available() {
-        assert!(
-            std::env::var_os("SIMCLR_REQUIRE_CUDA").is_none(),
-            "CUDA required but not available"
-        );
-        eprintln!("skipped: no CUDA device");
+    if !accel::cuda_for_tests() {
         return;
     }
     let x = pattern(8, 96, 96);

@@ -13,18 +13,6 @@ use train::loader::{Feed, Loader, Resident};
 use train::runtime::Compute;
 use train::steps::{ContrastiveModel, SupervisedModel, TrainStep};
 
-fn cuda_or_skip() -> bool {
-    if tch::Cuda::is_available() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("SIMCLR_REQUIRE_CUDA").is_none(),
-        "CUDA required but not available"
-    );
-    eprintln!("skipped: no CUDA device");
-    false
-}
-
 fn dataset() -> Dataset {
     let split = |n: i64, labeled: bool| {
         let t =
@@ -76,7 +64,7 @@ fn steps_without_sync<S: TrainStep>(model: &mut S, loader: &Loader, feed: Feed) 
 
 #[test]
 fn cuda_steps_never_wait_for_the_device() {
-    if !cuda_or_skip() {
+    if !accel::cuda_for_tests() {
         return;
     }
     tch::Cuda::cudnn_set_benchmark(true);
@@ -105,7 +93,7 @@ fn cuda_steps_never_wait_for_the_device() {
 
 #[test]
 fn a_cuda_step_matches_the_cpu_step() {
-    if !cuda_or_skip() {
+    if !accel::cuda_for_tests() {
         return;
     }
     let cfg = config("fp32");
