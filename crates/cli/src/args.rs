@@ -55,20 +55,10 @@ impl GlobalArgs {
     pub fn overrides(&self) -> Vec<String> {
         let mut sets = self.sets.clone();
         if let Some(d) = self.device {
-            let name = match d {
-                DeviceChoice::Auto => "auto",
-                DeviceChoice::Cpu => "cpu",
-                DeviceChoice::Cuda => "cuda",
-            };
-            sets.push(format!("runtime.device=\"{name}\""));
+            sets.push(format!("runtime.device=\"{}\"", d.name()));
         }
         if let Some(p) = self.precision {
-            let name = match p {
-                PrecisionChoice::Auto => "auto",
-                PrecisionChoice::Fp32 => "fp32",
-                PrecisionChoice::Bf16 => "bf16",
-            };
-            sets.push(format!("runtime.precision=\"{name}\""));
+            sets.push(format!("runtime.precision=\"{}\"", p.name()));
         }
         if let Some(t) = self.threads {
             sets.push(format!("runtime.threads={t}"));

@@ -16,16 +16,25 @@ pub enum DeviceChoice {
     Cuda,
 }
 
+impl DeviceChoice {
+    /// The name the configuration file and `--device` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceChoice::Auto => "auto",
+            DeviceChoice::Cpu => "cpu",
+            DeviceChoice::Cuda => "cuda",
+        }
+    }
+}
+
 impl std::str::FromStr for DeviceChoice {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(DeviceChoice::Auto),
-            "cpu" => Ok(DeviceChoice::Cpu),
-            "cuda" => Ok(DeviceChoice::Cuda),
-            other => Err(format!("'{other}' is not one of auto, cpu, cuda")),
-        }
+        [DeviceChoice::Auto, DeviceChoice::Cpu, DeviceChoice::Cuda]
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| format!("'{s}' is not one of auto, cpu, cuda"))
     }
 }
 
@@ -41,16 +50,29 @@ pub enum PrecisionChoice {
     Bf16,
 }
 
+impl PrecisionChoice {
+    /// The name the configuration file and `--precision` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            PrecisionChoice::Auto => "auto",
+            PrecisionChoice::Fp32 => "fp32",
+            PrecisionChoice::Bf16 => "bf16",
+        }
+    }
+}
+
 impl std::str::FromStr for PrecisionChoice {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(PrecisionChoice::Auto),
-            "fp32" => Ok(PrecisionChoice::Fp32),
-            "bf16" => Ok(PrecisionChoice::Bf16),
-            other => Err(format!("'{other}' is not one of auto, fp32, bf16")),
-        }
+        [
+            PrecisionChoice::Auto,
+            PrecisionChoice::Fp32,
+            PrecisionChoice::Bf16,
+        ]
+        .into_iter()
+        .find(|c| c.name() == s)
+        .ok_or_else(|| format!("'{s}' is not one of auto, fp32, bf16"))
     }
 }
 

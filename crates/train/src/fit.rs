@@ -43,8 +43,10 @@ impl DeviceSums {
     }
 
     /// The sums on the host: this waits for the device.
-    fn read(&self) -> Vec<f64> {
-        Vec::<f64>::try_from(&self.sums.to_device(tch::Device::Cpu)).unwrap_or_default()
+    fn read(&self) -> Result<Vec<f64>> {
+        Ok(Vec::<f64>::try_from(
+            &self.sums.to_device(tch::Device::Cpu),
+        )?)
     }
 }
 
@@ -96,7 +98,7 @@ pub fn fit<S: TrainStep>(
             images += S::VIEWS * batch.len();
             let step = i + 1;
             if step % every == 0 || step == steps {
-                shown = means(S::METRICS, &sums.read(), step, epoch)?;
+                shown = means(S::METRICS, &sums.read()?, step, epoch)?;
             }
             obs.step(step, &shown);
         }
@@ -131,7 +133,7 @@ pub fn evaluate<S: TrainStep>(model: &S, loader: &Loader) -> Result<(f64, f64)> 
         sums.add(&model.test_sums(&batch));
         count += batch.len();
     }
-    let s = sums.read();
+    let s = sums.read()?;
     let n = count.max(1) as f64;
     Ok((s[0] / n, s[1] / n))
 }
