@@ -220,6 +220,15 @@ impl Default for LossConfig {
     }
 }
 
+/// Where Adam's epsilon sits (see [`crate::optim`]): Keras's rule (the example's) or PyTorch's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AdamRule {
+    #[default]
+    Keras,
+    Pytorch,
+}
+
 /// Adam's settings; defaults are Keras's `Adam()`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -228,7 +237,10 @@ pub struct OptimizerConfig {
     pub beta1: f64,
     pub beta2: f64,
     pub epsilon: f64,
+    /// Decoupled weight decay (AdamW; Keras's `weight_decay`): `var -= lr * wd * var` per step.
     pub weight_decay: f64,
+    /// `keras` (the example's update) or `pytorch` (`torch.optim.Adam`/`AdamW`).
+    pub rule: AdamRule,
 }
 
 impl Default for OptimizerConfig {
@@ -239,6 +251,7 @@ impl Default for OptimizerConfig {
             beta2: 0.999,
             epsilon: 1e-7,
             weight_decay: 0.0,
+            rule: AdamRule::Keras,
         }
     }
 }

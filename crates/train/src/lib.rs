@@ -19,6 +19,7 @@ pub mod experiment;
 pub mod fit;
 pub mod loader;
 pub mod metrics;
+pub mod optim;
 pub mod report;
 pub mod runtime;
 pub mod steps;

@@ -11,12 +11,13 @@ use accel::to_f32;
 use augment::Augmenter;
 use losses::{ContrastiveLossKind, contrastive_accuracy_tensor};
 use models::{Classifier, Encoder, EncoderConfig, LinearProbe, ProjectionHead};
-use tch::nn::{self, Module, ModuleT, OptimizerConfig as _};
+use tch::nn::{self, Module, ModuleT};
 use tch::{Device, Kind, Tensor};
 
-use crate::config::{Config, OptimizerConfig};
+use crate::config::Config;
 use crate::error::Result;
 use crate::loader::Batch;
+use crate::optim::Adam;
 use crate::runtime::Compute;
 
 /// Seeds for the independent random streams of one run.
@@ -36,17 +37,6 @@ pub(crate) fn stream_seed(seed: u64, stream: SeedStream) -> u64 {
 /// depend on the configured seed alone, not on what ran before.
 fn init_seed(seed: u64, stream: SeedStream) {
     tch::manual_seed((stream_seed(seed, stream) >> 1) as i64);
-}
-
-fn adam(vs: &nn::VarStore, o: &OptimizerConfig) -> Result<nn::Optimizer> {
-    let adam = nn::Adam {
-        beta1: o.beta1,
-        beta2: o.beta2,
-        wd: o.weight_decay,
-        eps: o.epsilon,
-        amsgrad: false,
-    };
-    Ok(adam.build(vs, o.learning_rate)?)
 }
 
 /// `[summed cross-entropy, correct predictions]` of `logits` against `labels`, on the device.
@@ -90,8 +80,8 @@ pub struct ContrastiveModel {
     pub encoder: Encoder,
     pub projection_head: ProjectionHead,
     pub linear_probe: LinearProbe,
-    contrastive_optimizer: nn::Optimizer,
-    probe_optimizer: nn::Optimizer,
+    pub contrastive_optimizer: Adam,
+    pub probe_optimizer: Adam,
     contrastive_augmenter: Augmenter,
     classification_augmenter: Augmenter,
     loss: ContrastiveLossKind,
@@ -121,8 +111,8 @@ impl ContrastiveModel {
                 .map(|a| a.with_format(compute.format))
         };
         Ok(ContrastiveModel {
-            contrastive_optimizer: adam(&vs, &cfg.pretrain.optimizer)?,
-            probe_optimizer: adam(&probe_vs, &cfg.pretrain.probe_optimizer)?,
+            contrastive_optimizer: Adam::new("contrastive_optimizer", &vs, &cfg.pretrain.optimizer),
+            probe_optimizer: Adam::new("probe_optimizer", &probe_vs, &cfg.pretrain.probe_optimizer),
             vs,
             probe_vs,
             encoder,
@@ -237,7 +227,7 @@ pub struct SupervisedModel {
     /// `encoder.*` and `classifier.*`.
     pub vs: nn::VarStore,
     pub classifier: Classifier,
-    optimizer: nn::Optimizer,
+    pub optimizer: Adam,
     augmenter: Augmenter,
     compute: Compute,
 }
@@ -261,7 +251,7 @@ impl SupervisedModel {
         let classifier = Classifier::new(&vs.root(), &enc_cfg, classes)?;
         classifier.encoder.set_memory_format(compute.format);
         Ok(SupervisedModel {
-            optimizer: adam(&vs, &run.optimizer)?,
+            optimizer: Adam::new("optimizer", &vs, &run.optimizer),
             augmenter: Augmenter::new(
                 cfg.augment.classification.into(),
                 stream_seed(cfg.runtime.seed, stream),
