@@ -134,6 +134,17 @@ impl Augmenter {
         &self.config
     }
 
+    /// Where the augmenter's random stream stands (a position in its ChaCha8 stream): saved
+    /// with checkpoints so a resumed run draws exactly what an uninterrupted one would.
+    pub fn stream_position(&self) -> u128 {
+        self.rng.get_word_pos()
+    }
+
+    /// Moves the random stream to `position` (from [`Augmenter::stream_position`]).
+    pub fn seek(&mut self, position: u128) {
+        self.rng.set_word_pos(position);
+    }
+
     /// Draws parameters for `n` images of `height` x `width`.
     pub fn sample(&mut self, n: usize, height: usize, width: usize) -> Params {
         Params::sample(&self.config, n, height, width, &mut self.rng)

@@ -367,3 +367,21 @@ fn folding_the_rescale_into_the_colour_matrix_matches_rescaling_first() {
         }
     }
 }
+
+#[test]
+fn a_saved_stream_position_replays_the_same_draws() {
+    let mut a = Augmenter::new(AugmentConfig::contrastive(), 9, Device::Cpu).unwrap();
+    let _ = a.sample(7, 32, 32);
+    let at = a.stream_position();
+    assert_ne!(at, 0, "drawing moves the stream");
+    let next = a.sample(5, 32, 32);
+    let mut b = Augmenter::new(AugmentConfig::contrastive(), 9, Device::Cpu).unwrap();
+    assert_ne!(
+        b.sample(5, 32, 32),
+        next,
+        "the start of the stream draws something else"
+    );
+    b.seek(at);
+    assert_eq!(b.sample(5, 32, 32), next);
+    assert_eq!(a.stream_position(), b.stream_position());
+}

@@ -163,8 +163,14 @@ impl Iterator for ZippedEpoch<'_> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = self.plan.steps - self.next;
+        let left = self.plan.steps.saturating_sub(self.next);
         (left, Some(left))
+    }
+
+    /// Skips `n` batches without gathering their images (a resumed epoch starts mid-way).
+    fn nth(&mut self, n: usize) -> Option<ZippedBatch> {
+        self.next = self.next.saturating_add(n);
+        self.next()
     }
 }
 
@@ -232,5 +238,11 @@ impl Iterator for LabeledEpoch<'_> {
             images: self.split.images(pos),
             labels: self.split.label_tensor(pos),
         })
+    }
+
+    /// Skips `n` batches without gathering their images.
+    fn nth(&mut self, n: usize) -> Option<LabeledBatch> {
+        self.next = self.next.saturating_add(n);
+        self.next()
     }
 }

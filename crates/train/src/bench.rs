@@ -120,7 +120,7 @@ fn run_steps<S: TrainStep>(
     let mut sums = Tensor::zeros([S::METRICS.len() as i64], (Kind::Double, model.device()));
     let mut done = 0;
     for epoch in 1.. {
-        for batch in loader.epoch(feed, epoch)? {
+        for batch in loader.epoch(feed, epoch, 0)? {
             if done == steps {
                 return Ok(sums);
             }
@@ -155,7 +155,7 @@ pub fn run(cfg: &Config, device: Device, steps: usize, warmup: usize) -> Result<
     })?;
 
     let both = loader
-        .epoch(Feed::Zipped, 1)?
+        .epoch(Feed::Zipped, 1, 0)?
         .next()
         .expect("four steps per epoch")
         .images

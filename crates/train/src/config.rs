@@ -447,6 +447,43 @@ impl Config {
         Ok(())
     }
 
+    /// The keys in which `self` differs from `saved` (a run folder's configuration) that a
+    /// resumed run cannot change: everything but the epochs, the learning rates and the
+    /// `[runtime]` keys other than `seed` (device, threads, precision and the like change how a
+    /// step runs, not what it computes).
+    pub fn resume_conflicts(&self, saved: &Config) -> Vec<String> {
+        let (mut now, mut then) = (Vec::new(), Vec::new());
+        flatten(
+            "",
+            &toml::Value::try_from(self).expect("a Config serializes"),
+            &mut now,
+        );
+        flatten(
+            "",
+            &toml::Value::try_from(saved).expect("a Config serializes"),
+            &mut then,
+        );
+        let changeable = |k: &str| {
+            k.ends_with(".epochs")
+                || k.ends_with(".learning_rate")
+                || (k.starts_with("runtime.") && k != "runtime.seed")
+        };
+        let then: std::collections::HashMap<_, _> = then.into_iter().collect();
+        let mut keys: Vec<String> = now
+            .iter()
+            .filter(|(k, v)| !changeable(k) && then.get(k) != Some(v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let now_keys: std::collections::HashSet<_> = now.iter().map(|(k, _)| k).collect();
+        keys.extend(
+            then.keys()
+                .filter(|k| !changeable(k) && !now_keys.contains(k))
+                .cloned(),
+        );
+        keys.sort();
+        keys
+    }
+
     /// The configuration as TOML, every key spelled out (what a run folder records).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a Config always serializes")
@@ -476,6 +513,23 @@ impl OptimizerConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// Every leaf of `v` as `(dotted.key, value)`.
+fn flatten(prefix: &str, v: &toml::Value, out: &mut Vec<(String, toml::Value)>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        leaf => out.push((prefix.to_string(), leaf.clone())),
     }
 }
 
@@ -655,6 +709,46 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("none.toml"), "{err}");
+    }
+
+    #[test]
+    fn resuming_may_change_epochs_rates_and_runtime_only() {
+        let saved = Config::default();
+        let ok = Config::load(
+            None,
+            &[
+                "pretrain.epochs=40".into(),
+                "finetune.optimizer.learning_rate=1e-4".into(),
+                "pretrain.probe_optimizer.learning_rate=1e-2".into(),
+                "runtime.threads=7".into(),
+                "runtime.device=cpu".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(ok.resume_conflicts(&saved), Vec::<String>::new());
+        let bad = Config::load(
+            None,
+            &[
+                "runtime.seed=1".into(),
+                "model.width=64".into(),
+                "data.root=/elsewhere".into(),
+                "pretrain.optimizer.beta1=0.5".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            bad.resume_conflicts(&saved),
+            [
+                "data.root",
+                "model.width",
+                "pretrain.optimizer.beta1",
+                "runtime.seed"
+            ]
+        );
+        // A key only one side has (an optional value set once) also conflicts.
+        let fold = Config::load(None, &["data.fold=2".into()]).unwrap();
+        assert_eq!(fold.resume_conflicts(&saved), ["data.fold"]);
+        assert_eq!(saved.resume_conflicts(&fold), ["data.fold"]);
     }
 
     #[test]

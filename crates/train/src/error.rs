@@ -23,13 +23,25 @@ pub enum TrainError {
     },
     #[error("{path}: {problem}")]
     File { path: PathBuf, problem: String },
-    #[error("training diverged: {metric} is {value} at epoch {epoch}, step {step}")]
+    #[error(
+        "{run} diverged: {metric} is {value} at epoch {epoch}, step {step} (no checkpoint of \
+         this epoch was written; lower the learning rate and resume from the last one)"
+    )]
     NonFinite {
-        metric: &'static str,
+        run: String,
+        metric: String,
         value: f64,
         epoch: usize,
         step: usize,
     },
+    #[error("{run} stopped after {step} steps of epoch {epoch}; its checkpoint is saved")]
+    Interrupted {
+        run: String,
+        epoch: usize,
+        step: usize,
+    },
+    #[error("{path}: cannot resume: {problem}")]
+    Resume { path: PathBuf, problem: String },
 }
 
 impl TrainError {

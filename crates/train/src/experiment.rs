@@ -13,11 +13,13 @@ use tch::Device;
 use crate::checkpoint::{self, write_file};
 use crate::config::Config;
 use crate::error::{Result, TrainError};
-use crate::fit::{self, Observer};
+use crate::fit::{self, Observer, Phase, Position};
 use crate::loader::{Feed, Loader, Resident};
 use crate::metrics::History;
 use crate::report::{Legend, image_grid, line_plot};
 use crate::runtime::Compute;
+use crate::state::{self, Source};
+use crate::steps::TrainStep;
 use crate::steps::{ContrastiveModel, SupervisedModel};
 
 /// The libtorch release torch-sys 0.24 builds against (its build script enforces it).
@@ -107,17 +109,59 @@ impl Prepared {
 /// A run folder being filled.
 pub struct RunDir {
     pub path: PathBuf,
+    /// Phases continue from their checkpoints in `state/` (`--resume`).
+    pub resume: bool,
 }
 
 impl RunDir {
-    /// Creates `path` and records the resolved configuration in it first.
+    /// A fresh run in `path`: created if missing, earlier phase checkpoints removed, and the
+    /// resolved configuration recorded first.
     pub fn create(path: &Path, cfg: &Config) -> Result<Self> {
         std::fs::create_dir_all(path).map_err(|e| TrainError::io(path, e))?;
         let dir = RunDir {
             path: path.to_path_buf(),
+            resume: false,
         };
+        let states = dir.state_dir();
+        if states.exists() {
+            std::fs::remove_dir_all(&states).map_err(|e| TrainError::io(&states, e))?;
+        }
         write_file(&dir.file("config.toml"), cfg.to_toml())?;
         Ok(dir)
+    }
+
+    /// Continues the run in `path`, whose `config.toml` may differ from `cfg` only in what
+    /// [`Config::resume_conflicts`] allows (epochs, learning rates, runtime); records `cfg`.
+    pub fn resume(path: &Path, cfg: &Config) -> Result<Self> {
+        let saved_path = path.join("config.toml");
+        if !saved_path.is_file() {
+            return Err(TrainError::Resume {
+                path: path.to_path_buf(),
+                problem: "not a run folder (no config.toml)".into(),
+            });
+        }
+        let saved = Config::load(Some(&saved_path), &[])?;
+        let conflicts = cfg.resume_conflicts(&saved);
+        if !conflicts.is_empty() {
+            return Err(TrainError::Resume {
+                path: saved_path,
+                problem: format!(
+                    "the configuration differs in {} (a resumed run may change only epochs, \
+                     learning rates and [runtime] keys other than seed)",
+                    conflicts.join(", ")
+                ),
+            });
+        }
+        write_file(&saved_path, cfg.to_toml())?;
+        Ok(RunDir {
+            path: path.to_path_buf(),
+            resume: true,
+        })
+    }
+
+    /// Where the phases keep their checkpoints.
+    pub fn state_dir(&self) -> PathBuf {
+        self.path.join("state")
     }
 
     pub fn file(&self, name: &str) -> PathBuf {
@@ -129,35 +173,95 @@ impl RunDir {
         write_file(&self.file(&format!("{}.json", h.run)), h.to_json())
     }
 
-    /// Reads a run's history back from its JSON (for reports after single phases).
-    fn load_history(&self, run: &str) -> Option<History> {
-        let text = std::fs::read_to_string(self.file(&format!("{run}.json"))).ok()?;
-        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-        let epochs = v["epochs"]
-            .as_array()?
-            .iter()
-            .map(|e| {
-                let obj = e.as_object()?;
-                let metrics = obj
-                    .iter()
-                    .filter(|(k, _)| {
-                        !matches!(k.as_str(), "epoch" | "train_seconds" | "images_per_second")
-                    })
-                    .map(|(k, v)| Some((k.clone(), v.as_f64()?)))
-                    .collect::<Option<Vec<_>>>()?;
-                Some(crate::metrics::EpochRecord {
-                    epoch: obj.get("epoch")?.as_u64()? as usize,
-                    metrics,
-                    train_seconds: obj.get("train_seconds")?.as_f64()?,
-                    images_per_second: obj.get("images_per_second")?.as_f64()?,
-                })
-            })
-            .collect::<Option<Vec<_>>>()?;
-        Some(History {
-            run: run.into(),
-            epochs,
-        })
+    /// Reads a run's history back from its JSON: `None` if the run has none yet, an error
+    /// naming the file if it is not a history.
+    pub fn load_history(&self, run: &str) -> Result<Option<History>> {
+        let path = self.file(&format!("{run}.json"));
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(TrainError::io(&path, e)),
+        };
+        History::from_json(&text)
+            .map(Some)
+            .map_err(|e| TrainError::file(&path, format!("not a run history: {e}")))
     }
+}
+
+/// One phase of the experiment as [`train_phase`] runs it.
+struct PhaseSpec {
+    run: &'static str,
+    feed: Feed,
+    epochs: usize,
+    /// The key of `epochs` in the configuration (for messages).
+    epochs_key: &'static str,
+    /// What the phase starts from, when not from scratch.
+    source: Option<Source>,
+}
+
+/// Trains `model` through `spec`, from its checkpoint when the folder is resumed (unless what
+/// the phase started from has changed since), writing a checkpoint and the history after
+/// every epoch.
+fn train_phase<S: TrainStep>(
+    model: &mut S,
+    spec: PhaseSpec,
+    prep: &Prepared,
+    dir: &RunDir,
+    obs: &mut dyn Observer,
+) -> Result<History> {
+    let states = dir.state_dir();
+    let (mut history, mut start) = (History::new(spec.run), Position::default());
+    if let Some(saved) = dir
+        .resume
+        .then(|| state::load(&states, spec.run))
+        .transpose()?
+        .flatten()
+    {
+        let same_source = saved.state.source.as_ref().map(|s| &s.sha256)
+            == spec.source.as_ref().map(|s| &s.sha256);
+        let pos = &saved.state.position;
+        if !same_source {
+            tracing::info!(
+                "{}: its starting point changed since its checkpoint; starting over",
+                spec.run
+            );
+        } else if pos.epoch > spec.epochs || saved.state.history.epochs.len() != pos.epoch {
+            return Err(TrainError::Resume {
+                path: saved.path.clone(),
+                problem: format!(
+                    "{} has {} epochs done, more than {} = {}",
+                    spec.run, pos.epoch, spec.epochs_key, spec.epochs
+                ),
+            });
+        } else {
+            saved.restore_into(model)?;
+            tracing::info!(
+                "{}: resuming after {} epochs and {} steps",
+                spec.run,
+                pos.epoch,
+                pos.step
+            );
+            history = saved.state.history;
+            start = saved.state.position;
+        }
+    }
+    let loader = prep.loader();
+    let phase = Phase {
+        run: spec.run,
+        loader: &loader,
+        feed: spec.feed,
+        epochs: spec.epochs,
+        metrics_every: prep.metrics_every,
+    };
+    let source = spec.source;
+    let mut checkpoint = |m: &S, h: &History, p: &Position| {
+        state::save(&states, spec.run, m, h, p, source.as_ref())?;
+        if p.step == 0 {
+            dir.save_history(h)?;
+        }
+        Ok(())
+    };
+    fit::fit(model, &phase, history, start, &mut checkpoint, obs)
 }
 
 /// Writes `summary.txt` (Keras-style summaries of every model) and `augmentations.png`.
@@ -200,39 +304,20 @@ pub fn baseline(
     dir: &RunDir,
     obs: &mut dyn Observer,
 ) -> Result<History> {
-    let model = SupervisedModel::new(cfg, prep.classes(), prep.compute, false)?;
-    supervised_run(
-        model,
-        "baseline",
-        cfg.baseline.epochs,
-        "baseline.safetensors",
-        prep,
-        dir,
-        obs,
-    )
-}
-
-/// Trains `model` for `epochs`, then saves its checkpoint as `checkpoint` and its history.
-fn supervised_run(
-    mut model: SupervisedModel,
-    run: &str,
-    epochs: usize,
-    checkpoint: &str,
-    prep: &Prepared,
-    dir: &RunDir,
-    obs: &mut dyn Observer,
-) -> Result<History> {
-    let h = fit::fit(
-        &mut model,
-        run,
-        &prep.loader(),
-        Feed::Labeled,
-        epochs,
-        prep.metrics_every,
-        obs,
+    let mut model = SupervisedModel::new(cfg, prep.classes(), prep.compute, false)?;
+    let spec = PhaseSpec {
+        run: "baseline",
+        feed: Feed::Labeled,
+        epochs: cfg.baseline.epochs,
+        epochs_key: "baseline.epochs",
+        source: None,
+    };
+    let h = train_phase(&mut model, spec, prep, dir, obs)?;
+    checkpoint::save(
+        &model.vs,
+        &["encoder", "classifier"],
+        &dir.file("baseline.safetensors"),
     )?;
-    checkpoint::save(&model.vs, &["encoder", "classifier"], &dir.file(checkpoint))?;
-    dir.save_history(&h)?;
     Ok(h)
 }
 
@@ -245,15 +330,14 @@ pub fn pretrain(
     obs: &mut dyn Observer,
 ) -> Result<History> {
     let mut model = ContrastiveModel::new(cfg, prep.classes(), prep.compute)?;
-    let h = fit::fit(
-        &mut model,
-        "pretraining",
-        &prep.loader(),
-        Feed::Zipped,
-        cfg.pretrain.epochs,
-        prep.metrics_every,
-        obs,
-    )?;
+    let spec = PhaseSpec {
+        run: "pretraining",
+        feed: Feed::Zipped,
+        epochs: cfg.pretrain.epochs,
+        epochs_key: "pretrain.epochs",
+        source: None,
+    };
+    let h = train_phase(&mut model, spec, prep, dir, obs)?;
     checkpoint::save(&model.vs, &["encoder"], &dir.file("encoder.safetensors"))?;
     checkpoint::save(
         &model.vs,
@@ -265,12 +349,12 @@ pub fn pretrain(
         &["linear_probe"],
         &dir.file("linear_probe.safetensors"),
     )?;
-    dir.save_history(&h)?;
     Ok(h)
 }
 
 /// Fine-tunes the encoder in `encoder` (a safetensors file with `encoder.*`) plus a new
-/// Dense(classes); saves `finetuned.safetensors`.
+/// Dense(classes); saves `finetuned.safetensors`. A resumed fine-tuning continues only from
+/// the same encoder file contents; after a changed encoder it starts over.
 pub fn finetune(
     cfg: &Config,
     prep: &Prepared,
@@ -278,17 +362,22 @@ pub fn finetune(
     dir: &RunDir,
     obs: &mut dyn Observer,
 ) -> Result<History> {
-    let model = SupervisedModel::new(cfg, prep.classes(), prep.compute, true)?;
+    let mut model = SupervisedModel::new(cfg, prep.classes(), prep.compute, true)?;
     checkpoint::load(&model.vs, "encoder", encoder)?;
-    supervised_run(
-        model,
-        "finetuning",
-        cfg.finetune.epochs,
-        "finetuned.safetensors",
-        prep,
-        dir,
-        obs,
-    )
+    let spec = PhaseSpec {
+        run: "finetuning",
+        feed: Feed::Labeled,
+        epochs: cfg.finetune.epochs,
+        epochs_key: "finetune.epochs",
+        source: Some(Source::of(encoder)?),
+    };
+    let h = train_phase(&mut model, spec, prep, dir, obs)?;
+    checkpoint::save(
+        &model.vs,
+        &["encoder", "classifier"],
+        &dir.file("finetuned.safetensors"),
+    )?;
+    Ok(h)
 }
 
 /// Test loss and accuracy of a classifier checkpoint (`baseline` or `finetuned`).
@@ -309,7 +398,8 @@ pub fn best_accuracies(histories: &[Option<History>; 3]) -> Vec<(&'static str, f
 
 /// Writes `val_acc.png`, `val_loss.png` and `report.md` for whichever runs `dir` holds.
 pub fn write_report(cfg: &Config, prep: &Prepared, dir: &RunDir) -> Result<[Option<History>; 3]> {
-    let histories = RUNS.map(|(run, _, _)| dir.load_history(run));
+    let [a, b, c] = RUNS.map(|(run, _, _)| dir.load_history(run));
+    let histories = [a?, b?, c?];
     let series = |acc: bool| -> Vec<(&str, Vec<f64>)> {
         RUNS.iter()
             .zip(&histories)

@@ -1,9 +1,11 @@
 //! The epoch loop (Keras's `fit`) over any [`TrainStep`]: batches from a [`Loader`], metrics
 //! summed on the device and read every `metrics_every` steps and at the end of the epoch,
-//! evaluation on the test split every epoch, and an [`Observer`] for progress display.
+//! evaluation on the test split every epoch, a checkpoint after every epoch (and when asked to
+//! stop), and an [`Observer`] for progress display and stop requests.
 
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::error::{Result, TrainError};
@@ -20,90 +22,162 @@ pub trait Observer {
     fn step(&mut self, _step: usize, _means: &[(&'static str, f64)]) {}
     /// The epoch finished, validation included.
     fn epoch_end(&mut self, _run: &str, _record: &EpochRecord) {}
+    /// Asked after every step: `true` makes the loop save a checkpoint after this step and
+    /// return [`TrainError::Interrupted`] (Ctrl-C in the CLI).
+    fn should_stop(&self) -> bool {
+        false
+    }
 }
 
 /// An observer that shows nothing.
 pub struct Silent;
 impl Observer for Silent {}
 
-/// Metric sums on the device (float64), added to without waiting and read on demand.
+/// Where a run stands: `epoch` epochs finished, and `step` steps of the next one with their
+/// metric sums and timing (zero at an epoch's end). Saved with every checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Position {
+    pub epoch: usize,
+    pub step: usize,
+    /// Sums of the [`TrainStep::METRICS`] over the `step` steps done (float64, as on the device).
+    pub sums: Vec<f64>,
+    pub seconds: f64,
+    pub images: usize,
+}
+
+/// One phase to train: its name, data, feed and length.
+#[derive(Clone, Copy)]
+pub struct Phase<'a> {
+    /// The run's name in histories and messages (`baseline`, `pretraining`, `finetuning`).
+    pub run: &'a str,
+    pub loader: &'a Loader<'a>,
+    pub feed: Feed,
+    /// Epochs in all (a resumed run counts those done).
+    pub epochs: usize,
+    pub metrics_every: usize,
+}
+
+/// Called with the model, the history so far and the position after every epoch and on a stop
+/// request; writes a checkpoint.
+pub type Checkpoint<'a, S> = dyn FnMut(&S, &History, &Position) -> Result<()> + 'a;
+
+/// Metric sums on the device (float64), added to without waiting and read on demand, and the
+/// first step whose metrics were not finite (-1 while all were).
 struct DeviceSums {
     sums: Tensor,
+    first_bad: Tensor,
 }
 
 impl DeviceSums {
-    fn new(len: usize, device: tch::Device) -> Self {
+    fn new(start: &[f64], len: usize, device: tch::Device) -> Self {
+        let sums = if start.len() == len {
+            Tensor::from_slice(start).to_device(device)
+        } else {
+            Tensor::zeros([len as i64], (Kind::Double, device))
+        };
         DeviceSums {
-            sums: Tensor::zeros([len as i64], (Kind::Double, device)),
+            sums,
+            first_bad: Tensor::full([], -1, (Kind::Int64, device)),
         }
     }
 
-    fn add(&mut self, values: &Tensor) {
-        let _ = self.sums.g_add_(&values.to_kind(Kind::Double));
+    /// Adds step `step`'s values (1-based), noting the step if one is not finite.
+    fn add(&mut self, values: &Tensor, step: usize) {
+        let values = values.to_kind(Kind::Double);
+        let _ = self.sums.g_add_(&values);
+        let keep = self.first_bad.ge(0).logical_or(&values.isfinite().all());
+        self.first_bad = self.first_bad.where_scalarother(&keep, step as i64);
     }
 
-    /// The sums on the host: this waits for the device.
-    fn read(&self) -> Result<Vec<f64>> {
-        Ok(Vec::<f64>::try_from(
-            &self.sums.to_device(tch::Device::Cpu),
-        )?)
+    /// The sums on the host and the first non-finite step: this waits for the device.
+    fn read(&self) -> Result<(Vec<f64>, Option<usize>)> {
+        let sums = Vec::<f64>::try_from(&self.sums.to_device(tch::Device::Cpu))?;
+        let bad = self.first_bad.int64_value(&[]);
+        Ok((sums, usize::try_from(bad).ok()))
     }
 }
 
-/// The running means after `steps` steps, checked for non-finite values.
-fn means(
-    names: &'static [&'static str],
-    sums: &[f64],
-    steps: usize,
-    epoch: usize,
-) -> Result<Vec<(&'static str, f64)>> {
-    let means: Vec<_> = names
+/// The running means after `steps` steps.
+fn means(names: &'static [&'static str], sums: &[f64], steps: usize) -> Vec<(&'static str, f64)> {
+    names
         .iter()
         .zip(sums)
         .map(|(&k, s)| (k, s / steps.max(1) as f64))
-        .collect();
-    match means.iter().find(|(_, v)| !v.is_finite()) {
-        Some(&(metric, value)) => Err(TrainError::NonFinite {
-            metric,
-            value,
-            epoch,
-            step: steps,
-        }),
-        None => Ok(means),
+        .collect()
+}
+
+/// An error naming the first non-finite metric of step `step`.
+fn diverged(run: &str, names: &[&str], sums: &[f64], epoch: usize, step: usize) -> TrainError {
+    let (metric, value) = names
+        .iter()
+        .zip(sums)
+        .find(|(_, v)| !v.is_finite())
+        .map_or(("a metric", f64::NAN), |(k, v)| (*k, *v));
+    TrainError::NonFinite {
+        run: run.to_string(),
+        metric: metric.to_string(),
+        value,
+        epoch,
+        step,
     }
 }
 
-/// Trains `model` for `epochs` epochs of `feed` batches, validating on the test split after
-/// each; the run is called `run` in the history and the observer's calls.
+/// Trains `model` from `start` (with `history` of the epochs done) to `phase.epochs` epochs,
+/// validating on the test split after each epoch and calling `checkpoint` then. When
+/// `obs.should_stop()` turns true, the current step finishes, `checkpoint` records the position
+/// mid-epoch and [`TrainError::Interrupted`] is returned; resuming from that checkpoint gives
+/// what an uninterrupted run gives. A non-finite metric ends the run with
+/// [`TrainError::NonFinite`] before any checkpoint of the bad weights is written.
 pub fn fit<S: TrainStep>(
     model: &mut S,
-    run: &str,
-    loader: &Loader,
-    feed: Feed,
-    epochs: usize,
-    metrics_every: usize,
+    phase: &Phase,
+    mut history: History,
+    start: Position,
+    checkpoint: &mut Checkpoint<S>,
     obs: &mut dyn Observer,
 ) -> Result<History> {
-    let mut history = History::new(run);
-    let every = metrics_every.max(1);
-    for epoch in 1..=epochs {
-        let batches = loader.epoch(feed, epoch)?;
+    let every = phase.metrics_every.max(1);
+    let mut pos = start;
+    while pos.epoch < phase.epochs {
+        let epoch = pos.epoch + 1;
+        let batches = phase.loader.epoch(phase.feed, epoch, pos.step)?;
         let steps = batches.steps();
-        obs.epoch_start(run, epoch, epochs, steps);
-        let mut sums = DeviceSums::new(S::METRICS.len(), model.device());
-        let mut shown = means(S::METRICS, &[], 0, epoch)?;
-        let (start, mut images) = (Instant::now(), 0);
-        for (i, batch) in batches.enumerate() {
-            sums.add(&model.train_step(&batch)?);
+        obs.epoch_start(phase.run, epoch, phase.epochs, steps);
+        let mut sums = DeviceSums::new(&pos.sums, S::METRICS.len(), model.device());
+        let mut shown = means(S::METRICS, &pos.sums, pos.step);
+        let started = Instant::now();
+        let (done_seconds, mut images) = (pos.seconds, pos.images);
+        for (step, batch) in (pos.step + 1..).zip(batches) {
+            sums.add(&model.train_step(&batch)?, step);
             images += S::VIEWS * batch.len();
-            let step = i + 1;
-            if step % every == 0 || step == steps {
-                shown = means(S::METRICS, &sums.read()?, step, epoch)?;
+            let stop = obs.should_stop();
+            if step % every == 0 || step == steps || stop {
+                let (read, bad) = sums.read()?;
+                if let Some(bad) = bad {
+                    return Err(diverged(phase.run, S::METRICS, &read, epoch, bad));
+                }
+                shown = means(S::METRICS, &read, step);
+                if stop && step < steps {
+                    let at = Position {
+                        epoch: pos.epoch,
+                        step,
+                        sums: read,
+                        seconds: done_seconds + started.elapsed().as_secs_f64(),
+                        images,
+                    };
+                    checkpoint(model, &history, &at)?;
+                    return Err(TrainError::Interrupted {
+                        run: phase.run.to_string(),
+                        epoch,
+                        step,
+                    });
+                }
             }
             obs.step(step, &shown);
         }
-        let seconds = start.elapsed().as_secs_f64();
-        let (val_loss, val_acc) = evaluate(model, loader)?;
+        let seconds = done_seconds + started.elapsed().as_secs_f64();
+        let (val_loss, val_acc) = evaluate(model, phase.loader)?;
         let [loss_name, acc_name] = S::VALIDATION;
         let record = EpochRecord {
             epoch,
@@ -115,10 +189,39 @@ pub fn fit<S: TrainStep>(
             train_seconds: seconds,
             images_per_second: images as f64 / seconds.max(1e-9),
         };
-        obs.epoch_end(run, &record);
+        obs.epoch_end(phase.run, &record);
         history.epochs.push(record);
+        pos = Position {
+            epoch,
+            ..Position::default()
+        };
+        checkpoint(model, &history, &pos)?;
+        if obs.should_stop() && pos.epoch < phase.epochs {
+            return Err(TrainError::Interrupted {
+                run: phase.run.to_string(),
+                epoch: epoch + 1,
+                step: 0,
+            });
+        }
     }
     Ok(history)
+}
+
+/// [`fit`] from scratch, without checkpoints.
+pub fn fit_fresh<S: TrainStep>(
+    model: &mut S,
+    phase: &Phase,
+    obs: &mut dyn Observer,
+) -> Result<History> {
+    let history = History::new(phase.run);
+    fit(
+        model,
+        phase,
+        history,
+        Position::default(),
+        &mut |_, _, _| Ok(()),
+        obs,
+    )
 }
 
 /// Mean loss and accuracy of `model` over the test split, in order, in batches of the step
@@ -127,13 +230,13 @@ pub fn evaluate<S: TrainStep>(model: &S, loader: &Loader) -> Result<(f64, f64)> 
     if loader.ds.test.is_empty() {
         return Ok((f64::NAN, f64::NAN));
     }
-    let mut sums = DeviceSums::new(2, model.device());
+    let mut sums = DeviceSums::new(&[], 2, model.device());
     let mut count = 0;
     for batch in loader.test()? {
-        sums.add(&model.test_sums(&batch));
+        sums.add(&model.test_sums(&batch), 0);
         count += batch.len();
     }
-    let s = sums.read()?;
+    let (s, _) = sums.read()?;
     let n = count.max(1) as f64;
     Ok((s[0] / n, s[1] / n))
 }

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod optim;
 pub mod report;
 pub mod runtime;
+pub mod state;
 pub mod steps;
 
 pub use config::{Config, ConfigError, RuntimeConfig};

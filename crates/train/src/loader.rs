@@ -122,15 +122,21 @@ fn index_tensor(positions: impl IntoIterator<Item = usize>, device: Device) -> T
 }
 
 impl<'a> Loader<'a> {
-    /// The batches of training epoch `epoch` (1-based) for `feed`.
-    pub fn epoch(&self, feed: Feed, epoch: usize) -> Result<Batches<'a>> {
-        match feed {
-            Feed::Zipped => Ok(self.zipped(epoch)),
-            Feed::Labeled => self.labeled(epoch),
+    /// The batches of training epoch `epoch` (1-based) for `feed`, from step `start` (0-based;
+    /// a resumed epoch skips the steps it has done, without gathering them). `steps()` still
+    /// counts the whole epoch.
+    pub fn epoch(&self, feed: Feed, epoch: usize, start: usize) -> Result<Batches<'a>> {
+        let mut batches = match feed {
+            Feed::Zipped => self.zipped(epoch, start),
+            Feed::Labeled => self.labeled(epoch, start)?,
+        };
+        if start > batches.steps {
+            batches.iter = Box::new(std::iter::empty());
         }
+        Ok(batches)
     }
 
-    fn zipped(&self, epoch: usize) -> Batches<'a> {
+    fn zipped(&self, epoch: usize, start: usize) -> Batches<'a> {
         let zipped = ZippedEpoch::new(
             &self.ds.unlabeled,
             &self.ds.train,
@@ -140,7 +146,7 @@ impl<'a> Loader<'a> {
         );
         let steps = self.plan.steps;
         let Some(r) = self.resident else {
-            let iter = zipped.map(|b| Batch {
+            let iter = zipped.skip(start).map(|b| Batch {
                 images: Tensor::cat(&[b.unlabeled, b.labeled], 0),
                 labels: b.labels,
             });
@@ -157,7 +163,7 @@ impl<'a> Loader<'a> {
         let positions = (0..steps).map(|i| zipped.positions(i));
         let u_order = index_tensor(positions.clone().flat_map(|p| p.0.to_vec()), device);
         let l_order = index_tensor(positions.flat_map(|p| p.1.to_vec()), device);
-        let iter = (0..steps as i64).map(move |i| {
+        let iter = (start.min(steps) as i64..steps as i64).map(move |i| {
             let (ui, li) = (u_order.narrow(0, i * u, u), l_order.narrow(0, i * l, l));
             Batch {
                 images: Tensor::cat(
@@ -176,12 +182,12 @@ impl<'a> Loader<'a> {
         }
     }
 
-    fn labeled(&self, epoch: usize) -> Result<Batches<'a>> {
+    fn labeled(&self, epoch: usize, start: usize) -> Result<Batches<'a>> {
         let batch = self.plan.labeled_batch;
         let shuffled = LabeledEpoch::shuffled(&self.ds.train, batch, self.seed, epoch as u64)?;
         let steps = shuffled.steps();
         let iter: Box<dyn Iterator<Item = Batch>> = match self.resident {
-            None => Box::new(shuffled.map(|b| Batch {
+            None => Box::new(shuffled.skip(start).map(|b| Batch {
                 images: b.images,
                 labels: b.labels,
             })),
@@ -190,7 +196,7 @@ impl<'a> Loader<'a> {
                 let n = order.len() as i64;
                 let order = index_tensor(order, r.train.0.device());
                 let b = batch as i64;
-                Box::new((0..steps as i64).map(move |i| {
+                Box::new((start.min(steps) as i64..steps as i64).map(move |i| {
                     let idx = order.narrow(0, i * b, b.min(n - i * b));
                     Batch {
                         images: r.train.0.index_select(0, &idx),

@@ -2,10 +2,13 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// One epoch of one run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One epoch of one run; in JSON a flat object `{"epoch": 1, "c_loss": ..., ...,
+/// "train_seconds": ..., "images_per_second": ...}` with the metrics in Keras's order (a
+/// non-finite value is `null`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "FlatRecord", try_from = "FlatRecord")]
 pub struct EpochRecord {
     /// 1-based, as Keras prints it.
     pub epoch: usize,
@@ -15,6 +18,51 @@ pub struct EpochRecord {
     pub train_seconds: f64,
     /// Images through the encoder per second of training (both views count).
     pub images_per_second: f64,
+}
+
+/// [`EpochRecord`] as its JSON object: the metrics between the fixed keys.
+#[derive(Serialize, Deserialize)]
+struct FlatRecord {
+    epoch: usize,
+    #[serde(flatten)]
+    metrics: serde_json::Map<String, serde_json::Value>,
+    train_seconds: f64,
+    images_per_second: f64,
+}
+
+impl From<EpochRecord> for FlatRecord {
+    fn from(e: EpochRecord) -> Self {
+        FlatRecord {
+            epoch: e.epoch,
+            metrics: e.metrics.into_iter().map(|(k, v)| (k, v.into())).collect(),
+            train_seconds: e.train_seconds,
+            images_per_second: e.images_per_second,
+        }
+    }
+}
+
+impl TryFrom<FlatRecord> for EpochRecord {
+    type Error = String;
+
+    fn try_from(f: FlatRecord) -> Result<Self, String> {
+        let metrics = f
+            .metrics
+            .into_iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::Null => Ok((k, f64::NAN)),
+                v => v
+                    .as_f64()
+                    .map(|x| (k.clone(), x))
+                    .ok_or_else(|| format!("epoch {}: '{k}' is not a number", f.epoch)),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(EpochRecord {
+            epoch: f.epoch,
+            metrics,
+            train_seconds: f.train_seconds,
+            images_per_second: f.images_per_second,
+        })
+    }
 }
 
 impl EpochRecord {
@@ -37,7 +85,8 @@ impl EpochRecord {
 }
 
 /// Every epoch of one run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct History {
     pub run: String,
     pub epochs: Vec<EpochRecord>,
@@ -89,22 +138,12 @@ impl History {
 
     /// `{"run": ..., "epochs": [{"epoch": 1, "c_loss": ..., ...}]}`.
     pub fn to_json(&self) -> String {
-        let epochs: Vec<serde_json::Value> = self
-            .epochs
-            .iter()
-            .map(|e| {
-                let mut m = serde_json::Map::new();
-                m.insert("epoch".into(), e.epoch.into());
-                for (k, v) in &e.metrics {
-                    m.insert(k.clone(), (*v).into());
-                }
-                m.insert("train_seconds".into(), e.train_seconds.into());
-                m.insert("images_per_second".into(), e.images_per_second.into());
-                serde_json::Value::Object(m)
-            })
-            .collect();
-        let doc = serde_json::json!({ "run": self.run, "epochs": epochs });
-        serde_json::to_string_pretty(&doc).expect("plain values serialize")
+        serde_json::to_string_pretty(self).expect("plain values serialize")
+    }
+
+    /// Reads [`History::to_json`]'s output back.
+    pub fn from_json(text: &str) -> Result<History, serde_json::Error> {
+        serde_json::from_str(text)
     }
 }
 
@@ -137,5 +176,14 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&h.to_json()).unwrap();
         assert_eq!(json["epochs"][1]["val_acc"], 0.6);
         assert_eq!(json["run"], "baseline");
+        assert_eq!(History::from_json(&h.to_json()).unwrap(), h);
+        h.epochs[0].metrics[0].1 = f64::NAN;
+        let back = History::from_json(&h.to_json()).unwrap();
+        assert!(back.epochs[0].metrics[0].1.is_nan());
+        assert_eq!(back.epochs[0].metrics[0].0, "loss");
+        let e = History::from_json(r#"{"run":"x","epochs":[{"epoch":1,"loss":"high","train_seconds":1,"images_per_second":2}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'loss' is not a number"), "{e}");
     }
 }

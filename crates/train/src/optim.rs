@@ -175,8 +175,8 @@ impl Adam {
         }
         tch::no_grad(|| {
             for (s, (m, v)) in self.slots.iter_mut().zip(moments) {
-                let _ = s.m.copy_(m);
-                let _ = s.v.copy_(v);
+                s.m.copy_(m);
+                s.v.copy_(v);
             }
         });
         self.step = step;

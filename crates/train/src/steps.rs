@@ -11,7 +11,9 @@ use accel::to_f32;
 use augment::Augmenter;
 use losses::{ContrastiveLossKind, contrastive_accuracy_tensor};
 use models::{Classifier, Encoder, EncoderConfig, LinearProbe, ProjectionHead};
+use std::collections::{BTreeMap, HashMap};
 use tch::nn::{self, Module, ModuleT};
+
 use tch::{Device, Kind, Tensor};
 
 use crate::config::Config;
@@ -67,6 +69,78 @@ pub trait TrainStep {
     fn test_sums(&self, batch: &Batch) -> Tensor;
 
     fn device(&self) -> Device;
+
+    /// Everything a resumed run needs of the model: weights and optimizer states as named
+    /// tensors, and the augmenters' stream positions by name.
+    fn snapshot(&self) -> Snapshot;
+
+    /// Restores [`TrainStep::snapshot`]'s output; an error names the missing or misfitting key.
+    fn restore(
+        &mut self,
+        tensors: &HashMap<String, Tensor>,
+        streams: &Streams,
+    ) -> Result<(), String>;
+}
+
+/// Augmenter stream positions by augmenter name.
+pub type Streams = BTreeMap<String, u128>;
+
+/// A model's resumable state: named tensors (weights, optimizer states) and stream positions.
+pub struct Snapshot {
+    pub tensors: Vec<(String, Tensor)>,
+    pub streams: Streams,
+}
+
+/// Every variable of `vs`, contiguous (channels-last kernels are saved in NCHW order).
+fn weights(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut named: Vec<_> = vs
+        .variables()
+        .into_iter()
+        .map(|(n, t)| (n, t.contiguous()))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+}
+
+/// Copies every variable of `vs` from `stored`, checking names and shapes before any copy.
+fn restore_weights(vs: &nn::VarStore, stored: &HashMap<String, Tensor>) -> Result<(), String> {
+    let vars = vs.variables();
+    let mut pairs = Vec::with_capacity(vars.len());
+    for (name, var) in vars {
+        let src = stored
+            .get(&name)
+            .ok_or_else(|| format!("missing '{name}'"))?;
+        if src.size() != var.size() || src.kind() != var.kind() {
+            return Err(format!(
+                "'{name}' is {:?} {:?}, the model needs {:?} {:?}",
+                src.kind(),
+                src.size(),
+                var.kind(),
+                var.size()
+            ));
+        }
+        pairs.push((var, src));
+    }
+    tch::no_grad(|| {
+        for (mut var, src) in pairs {
+            var.copy_(src);
+        }
+    });
+    Ok(())
+}
+
+/// Moves each named augmenter to its saved stream position.
+fn restore_streams(
+    streams: &Streams,
+    augmenters: &mut [(&str, &mut Augmenter)],
+) -> Result<(), String> {
+    for (name, a) in augmenters {
+        let pos = streams
+            .get(*name)
+            .ok_or_else(|| format!("no stream position for the '{name}' augmenter"))?;
+        a.seek(*pos);
+    }
+    Ok(())
 }
 
 /// The example's `ContrastiveModel`: encoder + projection head trained contrastively by the
@@ -219,6 +293,43 @@ impl TrainStep for ContrastiveModel {
     fn device(&self) -> Device {
         self.compute.device
     }
+
+    fn snapshot(&self) -> Snapshot {
+        let mut tensors = weights(&self.vs);
+        tensors.extend(weights(&self.probe_vs));
+        tensors.extend(self.contrastive_optimizer.state());
+        tensors.extend(self.probe_optimizer.state());
+        let streams = [
+            ("contrastive_augmenter", &self.contrastive_augmenter),
+            ("classification_augmenter", &self.classification_augmenter),
+        ]
+        .map(|(k, a)| (k.to_string(), a.stream_position()))
+        .into();
+        Snapshot { tensors, streams }
+    }
+
+    fn restore(
+        &mut self,
+        tensors: &HashMap<String, Tensor>,
+        streams: &Streams,
+    ) -> Result<(), String> {
+        restore_weights(&self.vs, tensors)?;
+        restore_weights(&self.probe_vs, tensors)?;
+        self.contrastive_optimizer
+            .load_state(tensors)
+            .map_err(|e| e.0)?;
+        self.probe_optimizer.load_state(tensors).map_err(|e| e.0)?;
+        restore_streams(
+            streams,
+            &mut [
+                ("contrastive_augmenter", &mut self.contrastive_augmenter),
+                (
+                    "classification_augmenter",
+                    &mut self.classification_augmenter,
+                ),
+            ],
+        )
+    }
 }
 
 /// An encoder with Dense(classes) trained with sparse cross-entropy on weakly augmented labeled
@@ -310,5 +421,22 @@ impl TrainStep for SupervisedModel {
 
     fn device(&self) -> Device {
         self.compute.device
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let mut tensors = weights(&self.vs);
+        tensors.extend(self.optimizer.state());
+        let streams = [("augmenter".to_string(), self.augmenter.stream_position())].into();
+        Snapshot { tensors, streams }
+    }
+
+    fn restore(
+        &mut self,
+        tensors: &HashMap<String, Tensor>,
+        streams: &Streams,
+    ) -> Result<(), String> {
+        restore_weights(&self.vs, tensors)?;
+        self.optimizer.load_state(tensors).map_err(|e| e.0)?;
+        restore_streams(streams, &mut [("augmenter", &mut self.augmenter)])
     }
 }

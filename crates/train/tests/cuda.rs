@@ -46,7 +46,7 @@ fn config(precision: &str) -> Config {
 
 /// Runs `steps` steps of `feed` with libtorch's sync check set to error, then reads the sums.
 fn steps_without_sync<S: TrainStep>(model: &mut S, loader: &Loader, feed: Feed) -> Vec<f64> {
-    let batches: Vec<_> = loader.epoch(feed, 1).unwrap().collect();
+    let batches: Vec<_> = loader.epoch(feed, 1, 0).unwrap().collect();
     // One step outside the check: first-use allocations (cuDNN, pinned memory) may sync.
     let mut sums = model.train_step(&batches[0]).unwrap().to_kind(Kind::Double);
     tch::Cuda::synchronize(0);

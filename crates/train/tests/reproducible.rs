@@ -5,7 +5,7 @@ use std::sync::Arc;
 use stl10_data::{BatchPlan, Dataset, ImageStore, Split};
 use tch::{Device, Kind, Tensor};
 use train::Config;
-use train::fit::{self, Silent};
+use train::fit::{self, Phase, Silent};
 use train::loader::{Feed, Loader};
 use train::runtime::Compute;
 use train::steps::ContrastiveModel;
@@ -41,13 +41,15 @@ fn pretrain(cfg: &Config, ds: &Dataset) -> Vec<Vec<(String, f64)>> {
     let _ = Tensor::rand([7], (Kind::Float, Device::Cpu));
     let mut m = ContrastiveModel::new(cfg, 4, Compute::new(cfg, Device::Cpu)).unwrap();
     let every = cfg.runtime.metrics_every;
-    let h = fit::fit(
+    let h = fit::fit_fresh(
         &mut m,
-        "pretraining",
-        &loader,
-        Feed::Zipped,
-        2,
-        every,
+        &Phase {
+            run: "pretraining",
+            loader: &loader,
+            feed: Feed::Zipped,
+            epochs: 2,
+            metrics_every: every,
+        },
         &mut Silent,
     )
     .unwrap();
