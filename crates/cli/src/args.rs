@@ -50,6 +50,13 @@ pub struct GlobalArgs {
     pub quiet: bool,
 }
 
+impl RunArgs {
+    /// The run folder: the resumed one, or `--out`.
+    pub fn folder(&self) -> &std::path::Path {
+        self.resume.as_deref().unwrap_or(&self.out)
+    }
+}
+
 impl GlobalArgs {
     /// `--set` plus the shorthand flags, as overrides in command-line order.
     pub fn overrides(&self) -> Vec<String> {
@@ -85,9 +92,10 @@ pub enum Command {
     Finetune {
         #[command(flatten)]
         run: RunArgs,
-        /// A safetensors file holding `encoder.*` (a run's encoder.safetensors).
-        #[arg(long, value_name = "PATH")]
-        encoder: PathBuf,
+        /// A safetensors file holding `encoder.*` (a run's encoder.safetensors); with --resume,
+        /// the one the run started from.
+        #[arg(long, value_name = "PATH", required_unless_present = "resume")]
+        encoder: Option<PathBuf>,
     },
     /// Test loss and accuracy of a classifier checkpoint (baseline or finetuned.safetensors).
     Evaluate {
@@ -118,12 +126,43 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The subcommand as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Info => "info",
+            Command::Experiment(_) => "experiment",
+            Command::Baseline(_) => "baseline",
+            Command::Pretrain(_) => "pretrain",
+            Command::Finetune { .. } => "finetune",
+            Command::Evaluate { .. } => "evaluate",
+            Command::AugmentPreview { .. } => "augment-preview",
+            Command::Bench { .. } => "bench",
+            Command::Data { .. } => "data",
+        }
+    }
+
+    /// The run folder arguments of a training command.
+    pub fn run_args(&self) -> Option<&RunArgs> {
+        match self {
+            Command::Experiment(r) | Command::Baseline(r) | Command::Pretrain(r) => Some(r),
+            Command::Finetune { run, .. } => Some(run),
+            _ => None,
+        }
+    }
+}
+
 /// Where a training command writes.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Run folder (created if missing).
-    #[arg(long, default_value = "runs/latest")]
+    #[arg(long, default_value = "runs/latest", conflicts_with = "resume")]
     pub out: PathBuf,
+    /// Continue the run in RUN_DIR from its last checkpoint: its config.toml is the base
+    /// configuration (unless --config is given); only epochs, learning rates and [runtime]
+    /// keys other than seed may change.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub resume: Option<PathBuf>,
     /// Hide the progress bars.
     #[arg(long)]
     pub no_progress: bool,

@@ -4,60 +4,94 @@ mod args;
 mod commands;
 mod progress;
 
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use std::io::IsTerminal;
-
 use args::{Cli, Command, DataCommand, RunArgs};
 use commands::train::Phases;
 use progress::Progress;
 
+/// Exit status of a run stopped by Ctrl-C or SIGTERM after saving its checkpoint.
+const INTERRUPTED: u8 = 130;
+
 fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!(" at {l}"))
+            .unwrap_or_default();
+        let msg = msg.lines().next().unwrap_or("").trim();
+        eprintln!("internal error, a bug in simclr-cli (please report it): {msg}{at}");
+        std::process::exit(2);
+    }));
     accel::tune_allocator();
     let cli = Cli::parse();
     init_tracing(cli.global.verbose, cli.global.quiet);
+    let command = cli.command.name();
+    let folder = cli.command.run_args().map(|r| r.folder().to_path_buf());
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
+            if let Some(hint) = folder.and_then(|f| resume_hint(&err, command, &f)) {
+                eprintln!("{hint}");
+            }
             ExitCode::from(exit_code(&err))
         }
     }
 }
 
+/// The configuration: `--config` (or, with `--resume` and no `--config`, the run folder's
+/// `config.toml`), then `--set` and the shorthand flags.
+fn load_config(cli: &Cli) -> anyhow::Result<train::Config> {
+    let resumed = cli.command.run_args().and_then(|r| r.resume.as_ref());
+    let base: Option<PathBuf> = match (&cli.global.config, resumed) {
+        (Some(c), _) => Some(c.clone()),
+        (None, Some(dir)) => Some(dir.join("config.toml")),
+        (None, None) => None,
+    };
+    Ok(train::Config::load(
+        base.as_deref(),
+        &cli.global.overrides(),
+    )?)
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let cfg = train::Config::load(cli.global.config.as_deref(), &cli.global.overrides())?;
+    let cfg = load_config(&cli)?;
     let device = train::runtime::init(&cfg.runtime)?;
     tracing::debug!(device = %train::runtime::describe(device), "runtime ready");
     let quiet = cli.global.quiet;
-    let progress =
-        |run: &RunArgs| Progress::new(!run.no_progress && std::io::stderr().is_terminal(), quiet);
+    let progress = |run: &RunArgs| {
+        progress::stop_on_signals();
+        Progress::new(!run.no_progress && std::io::stderr().is_terminal(), quiet)
+    };
     match cli.command {
         Command::Experiment(run) => {
-            commands::train::run(&cfg, device, Phases::All, &run.out, &mut progress(&run))
+            commands::train::run(&cfg, device, Phases::All, &run, &mut progress(&run))
         }
-        Command::Baseline(run) => commands::train::run(
-            &cfg,
-            device,
-            Phases::Baseline,
-            &run.out,
-            &mut progress(&run),
-        ),
-        Command::Pretrain(run) => commands::train::run(
-            &cfg,
-            device,
-            Phases::Pretrain,
-            &run.out,
-            &mut progress(&run),
-        ),
+        Command::Baseline(run) => {
+            commands::train::run(&cfg, device, Phases::Baseline, &run, &mut progress(&run))
+        }
+        Command::Pretrain(run) => {
+            commands::train::run(&cfg, device, Phases::Pretrain, &run, &mut progress(&run))
+        }
         Command::Finetune { run, encoder } => commands::train::run(
             &cfg,
             device,
-            Phases::Finetune { encoder: &encoder },
-            &run.out,
+            Phases::Finetune {
+                encoder: encoder.as_deref(),
+            },
+            &run,
             &mut progress(&run),
         ),
         Command::Evaluate { checkpoint } => commands::train::evaluate(&cfg, device, &checkpoint),
@@ -82,12 +116,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// 1 for problems the user can fix (configuration, data), 2 for anything unexpected.
+/// 130 for a run stopped by a signal, 1 for problems the user can fix (configuration, data,
+/// checkpoints, a diverged run), 2 for anything unexpected.
 fn exit_code(err: &anyhow::Error) -> u8 {
+    let interrupted = err.chain().any(|e| {
+        matches!(
+            e.downcast_ref(),
+            Some(train::TrainError::Interrupted { .. })
+        )
+    });
+    if interrupted {
+        return INTERRUPTED;
+    }
     let user = err.chain().any(|e| {
         e.is::<train::ConfigError>() || e.is::<stl10_data::DataError>() || is_user_train_error(e)
     });
     if user { 1 } else { 2 }
+}
+
+/// How to continue after an interruption or a divergence.
+fn resume_hint(err: &anyhow::Error, command: &str, dir: &std::path::Path) -> Option<String> {
+    let resume = format!("simclr-cli {command} --resume {}", dir.display());
+    err.chain().find_map(|e| match e.downcast_ref()? {
+        train::TrainError::Interrupted { .. } => Some(format!("resume with: {resume}")),
+        train::TrainError::NonFinite { run, .. } => {
+            let table = match run.as_str() {
+                "pretraining" => "pretrain",
+                "finetuning" => "finetune",
+                other => other,
+            };
+            Some(format!(
+                "continue from the last good checkpoint with a lower rate: {resume} --set \
+                 {table}.optimizer.learning_rate=..."
+            ))
+        }
+        _ => None,
+    })
 }
 
 fn init_tracing(verbose: u8, quiet: bool) {
@@ -111,7 +175,14 @@ fn is_user_train_error(e: &(dyn std::error::Error + 'static)) -> bool {
     matches!(
         e.downcast_ref::<T>(),
         Some(
-            T::Config(_) | T::Data(_) | T::Model(_) | T::Augment(_) | T::File { .. } | T::Io { .. }
+            T::Config(_)
+                | T::Data(_)
+                | T::Model(_)
+                | T::Augment(_)
+                | T::File { .. }
+                | T::Io { .. }
+                | T::Resume { .. }
+                | T::NonFinite { .. }
         )
     )
 }

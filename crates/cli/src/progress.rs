@@ -1,9 +1,34 @@
 //! Keras-`fit`-like progress: a bar per epoch (hidden when stderr is not a terminal) and one
 //! summary line per epoch on stdout.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use indicatif::{ProgressBar, ProgressStyle};
 use train::fit::Observer;
 use train::metrics::EpochRecord;
+
+/// Set by the first Ctrl-C or SIGTERM: the run saves a checkpoint after its current step.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Makes Ctrl-C and SIGTERM ask the running phase to stop after its current step (a second
+/// signal quits at once, exit status 130). Installed once; later calls do nothing.
+pub fn stop_on_signals() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let handler = ctrlc::set_handler(|| {
+            if STOP.swap(true, Ordering::SeqCst) {
+                eprintln!("\nsecond interrupt: quitting without a checkpoint");
+                std::process::exit(130);
+            }
+            eprintln!(
+                "\ninterrupt: stopping after this step to save a checkpoint (again to quit now)"
+            );
+        });
+        if let Err(e) = handler {
+            tracing::warn!("Ctrl-C will not save a checkpoint: {e}");
+        }
+    });
+}
 
 pub struct Progress {
     bar: Option<ProgressBar>,
@@ -45,6 +70,10 @@ impl Observer for Progress {
             bar.set_position(step as u64);
             bar.set_message(msg.join(" - "));
         }
+    }
+
+    fn should_stop(&self) -> bool {
+        STOP.load(Ordering::SeqCst)
     }
 
     fn epoch_end(&mut self, _run: &str, record: &EpochRecord) {

@@ -380,6 +380,18 @@ pub fn finetune(
     Ok(h)
 }
 
+/// The encoder file a resumed fine-tuning in `dir` started from.
+pub fn resumed_encoder(dir: &RunDir) -> Result<PathBuf> {
+    let saved = state::load(&dir.state_dir(), "finetuning")?;
+    saved
+        .and_then(|s| s.state.source)
+        .map(|s| s.path)
+        .ok_or_else(|| TrainError::Resume {
+            path: dir.path.clone(),
+            problem: "no fine-tuning checkpoint to take the encoder from; pass --encoder".into(),
+        })
+}
+
 /// Test loss and accuracy of a classifier checkpoint (`baseline` or `finetuned`).
 pub fn evaluate(cfg: &Config, prep: &Prepared, checkpoint_path: &Path) -> Result<(f64, f64)> {
     let model = SupervisedModel::new(cfg, prep.classes(), prep.compute, false)?;

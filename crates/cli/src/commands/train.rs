@@ -5,6 +5,7 @@ use tch::Device;
 use train::Config;
 use train::experiment::{self, Prepared, RunDir};
 
+use crate::args::RunArgs;
 use crate::progress::Progress;
 
 /// Which phases a command runs.
@@ -12,18 +13,30 @@ pub enum Phases<'a> {
     All,
     Baseline,
     Pretrain,
-    Finetune { encoder: &'a Path },
+    /// `None`: the encoder the resumed fine-tuning started from.
+    Finetune {
+        encoder: Option<&'a Path>,
+    },
 }
 
 pub fn run(
     cfg: &Config,
     device: Device,
     phases: Phases,
-    out: &Path,
+    args: &RunArgs,
     progress: &mut Progress,
 ) -> Result<()> {
+    // A resumed folder is checked before the data loads; a new one is made after.
+    let resumed = args
+        .resume
+        .as_deref()
+        .map(|path| RunDir::resume(path, cfg))
+        .transpose()?;
     let prep = Prepared::new(cfg, device)?;
-    let dir = RunDir::create(out, cfg)?;
+    let dir = match resumed {
+        Some(dir) => dir,
+        None => RunDir::create(&args.out, cfg)?,
+    };
     experiment::write_overview(cfg, &prep, &dir, 8)?;
     match phases {
         Phases::All => {
@@ -38,6 +51,11 @@ pub fn run(
             experiment::pretrain(cfg, &prep, &dir, progress)?;
         }
         Phases::Finetune { encoder } => {
+            let encoder = match encoder {
+                Some(e) => e.to_path_buf(),
+                None => experiment::resumed_encoder(&dir)?,
+            };
+            let encoder = encoder.as_path();
             experiment::finetune(cfg, &prep, encoder, &dir, progress)
                 .with_context(|| format!("fine-tuning from {}", encoder.display()))?;
         }
