@@ -1,5 +1,6 @@
 //! End-to-end tests of the `simclr-cli` binary on fixtures generated in the official formats.
 
+mod bad_input;
 mod data;
 mod resume;
 mod train;

@@ -15,6 +15,9 @@ use args::{Cli, Command, DataCommand, RunArgs};
 use commands::train::Phases;
 use progress::Progress;
 
+/// Set, makes the binary panic at start, so a test can check the panic hook. Not for users.
+const PANIC_ENV: &str = "SIMCLR_TEST_PANIC";
+
 /// Exit status of a run stopped by Ctrl-C or SIGTERM after saving its checkpoint.
 const INTERRUPTED: u8 = 130;
 
@@ -34,6 +37,9 @@ fn main() -> ExitCode {
         eprintln!("internal error, a bug in simclr-cli (please report it): {msg}{at}");
         std::process::exit(2);
     }));
+    if std::env::var_os(PANIC_ENV).is_some() {
+        panic!("{PANIC_ENV} is set\nsecond line");
+    }
     accel::tune_allocator();
     let cli = Cli::parse();
     init_tracing(cli.global.verbose, cli.global.quiet);
@@ -42,7 +48,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", message(&err));
             if let Some(hint) = folder.and_then(|f| resume_hint(&err, command, &f)) {
                 eprintln!("{hint}");
             }
@@ -51,13 +57,38 @@ fn main() -> ExitCode {
     }
 }
 
+/// The error and its causes joined by ": ", leaving out a cause whose text the message
+/// already holds (many errors print their source themselves).
+fn message(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
 /// The configuration: `--config` (or, with `--resume` and no `--config`, the run folder's
 /// `config.toml`), then `--set` and the shorthand flags.
 fn load_config(cli: &Cli) -> anyhow::Result<train::Config> {
     let resumed = cli.command.run_args().and_then(|r| r.resume.as_ref());
     let base: Option<PathBuf> = match (&cli.global.config, resumed) {
         (Some(c), _) => Some(c.clone()),
-        (None, Some(dir)) => Some(dir.join("config.toml")),
+        (None, Some(dir)) => {
+            let saved = dir.join("config.toml");
+            if !saved.is_file() {
+                anyhow::bail!(train::TrainError::Resume {
+                    path: dir.clone(),
+                    problem: "not a run folder (no config.toml)".into(),
+                });
+            }
+            Some(saved)
+        }
         (None, None) => None,
     };
     Ok(train::Config::load(

@@ -82,6 +82,24 @@ impl BatchPlan {
         })
     }
 
+    /// The plan of a data set without unlabeled images (supervised runs only): steps of
+    /// `batch_size` labeled images.
+    pub fn supervised(labeled: usize, batch_size: usize) -> Result<Self> {
+        if batch_size == 0 {
+            return Err(DataError::Batching("batch_size must be at least 1".into()));
+        }
+        if labeled == 0 {
+            return Err(DataError::Batching(
+                "the labeled train split is empty".into(),
+            ));
+        }
+        Ok(BatchPlan {
+            steps: labeled.div_ceil(batch_size),
+            unlabeled_batch: 0,
+            labeled_batch: batch_size.min(labeled),
+        })
+    }
+
     /// The example's line: `batch size is 500 (unlabeled) + 25 (labeled)`.
     pub fn describe(&self) -> String {
         format!(

@@ -53,14 +53,26 @@ impl Default for DataConfig {
     }
 }
 
+/// Largest `image_size`: a side above it is far beyond what the encoder is meant for, and its
+/// buffers (`N x 3 x size^2` bytes) would not fit in memory anyway.
+pub const MAX_IMAGE_SIZE: usize = 1024;
+/// Largest `batch_size` (images per step).
+pub const MAX_BATCH_SIZE: usize = 1 << 20;
+
 impl DataConfig {
     /// Checks values that are wrong whatever the files hold.
     pub fn validate(&self) -> Result<()> {
-        if self.image_size == 0 {
-            return Err(DataError::config("image_size", "must be at least 1"));
+        if !(1..=MAX_IMAGE_SIZE).contains(&self.image_size) {
+            return Err(DataError::config(
+                "image_size",
+                format!("must be in 1..={MAX_IMAGE_SIZE}, got {}", self.image_size),
+            ));
         }
-        if self.batch_size == 0 {
-            return Err(DataError::config("batch_size", "must be at least 1"));
+        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
+            return Err(DataError::config(
+                "batch_size",
+                format!("must be in 1..={MAX_BATCH_SIZE}, got {}", self.batch_size),
+            ));
         }
         if self.labeled_per_class == Some(0) {
             return Err(DataError::config("labeled_per_class", "must be at least 1"));

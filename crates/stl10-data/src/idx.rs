@@ -59,7 +59,10 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
             u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize
         })
         .collect();
-    let expected: usize = dims.iter().product();
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| DataError::format(path, format!("header dimensions {dims:?} overflow")))?;
     let body = bytes.len() - header;
     if body != expected {
         return Err(DataError::format(
@@ -129,6 +132,12 @@ fn labeled_split(images: &Path, labels: &Path, size: usize, classes: usize) -> R
         ));
     }
     let (n, rows, cols) = (img.dims[0], img.dims[1], img.dims[2]);
+    if rows == 0 || cols == 0 {
+        return Err(DataError::format(
+            images,
+            format!("images of {rows} x {cols} pixels are empty"),
+        ));
+    }
     if lab.dims[0] != n {
         return Err(DataError::format(
             labels,

@@ -147,7 +147,17 @@ pub fn load(cfg: &DataConfig) -> Result<Dataset> {
             Split::subset(store, indices, Some(fold_labels))
         }
     };
-    let unlabeled = Split::new(Arc::new(map_images(&dir.join("unlabeled_X.bin"))?), None);
+    // Only pretraining uses the 2.7 GB unlabeled file: without it the supervised runs still work.
+    let unlabeled_path = dir.join("unlabeled_X.bin");
+    let unlabeled = if unlabeled_path.exists() {
+        Split::new(Arc::new(map_images(&unlabeled_path)?), None)
+    } else {
+        tracing::info!(
+            "{} is missing: no unlabeled split",
+            unlabeled_path.display()
+        );
+        Split::empty(STL10_SIZE)
+    };
     let (store, labels) = labeled_files(&dir, "test")?;
     let test = Split::new(store, Some(labels));
     Ok(Dataset {

@@ -327,6 +327,11 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
+/// Largest `runtime.threads` (libtorch takes an `i32`; far more threads than cores only hurts).
+pub const MAX_THREADS: usize = 1024;
+/// Largest `model.width` (filters and units; the dense kernel grows with its square).
+pub const MAX_WIDTH: i64 = 4096;
+
 /// Overlays `over` on `base`, table by table.
 fn merge(base: &mut toml::Table, over: toml::Table) {
     for (key, value) in over {
@@ -393,8 +398,13 @@ impl Config {
             key: key.into(),
             message,
         };
-        if self.runtime.threads == Some(0) {
-            return Err(invalid("runtime.threads", "must be at least 1".into()));
+        if let Some(t) = self.runtime.threads
+            && !(1..=MAX_THREADS).contains(&t)
+        {
+            return Err(invalid(
+                "runtime.threads",
+                format!("must be in 1..={MAX_THREADS}, got {t}"),
+            ));
         }
         if self.runtime.encoder_chunk == Some(0) {
             return Err(invalid(
@@ -416,10 +426,10 @@ impl Config {
                 .validate()
                 .map_err(|e| invalid(&format!("{table}.{}", e.field), e.to_string()))?;
         }
-        if self.model.width < 1 {
+        if !(1..=MAX_WIDTH).contains(&self.model.width) {
             return Err(invalid(
                 "model.width",
-                format!("must be at least 1, got {}", self.model.width),
+                format!("must be in 1..={MAX_WIDTH}, got {}", self.model.width),
             ));
         }
         let t = self.loss.temperature;
@@ -612,7 +622,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("data.batch_size") && err.contains("at least 1"),
+            err.contains("data.batch_size") && err.contains("must be in 1..="),
             "{err}"
         );
         let err = Config::load(None, &["runtime.threads=0".into()])

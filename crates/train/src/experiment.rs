@@ -53,7 +53,12 @@ impl Prepared {
     /// to the device once; if they do not fit, batches come from host memory instead.
     pub fn new(cfg: &Config, device: Device) -> Result<Self> {
         let ds = stl10_data::load(&cfg.data, cfg.runtime.seed)?;
-        let plan = BatchPlan::new(ds.unlabeled.len(), ds.train.len(), cfg.data.batch_size)?;
+        let plan = if ds.unlabeled.is_empty() {
+            // Supervised runs only; pretraining refuses (see `require_unlabeled`).
+            BatchPlan::supervised(ds.train.len(), cfg.data.batch_size)?
+        } else {
+            BatchPlan::new(ds.unlabeled.len(), ds.train.len(), cfg.data.batch_size)?
+        };
         if ds.test.is_empty() {
             return Err(TrainError::file(
                 &cfg.data.root,
@@ -89,6 +94,18 @@ impl Prepared {
             seed: cfg.runtime.seed,
             metrics_every: cfg.runtime.metrics_every,
         })
+    }
+
+    /// An error unless the data set has unlabeled images (pretraining needs them).
+    pub fn require_unlabeled(&self, cfg: &Config) -> Result<()> {
+        if self.ds.unlabeled.is_empty() {
+            return Err(TrainError::file(
+                &cfg.data.root,
+                "no unlabeled images for pretraining (STL-10: unlabeled_X.bin; folders: \
+                 unlabeled/; IDX: set data.labeled_per_class to hold labels back)",
+            ));
+        }
+        Ok(())
     }
 
     pub fn classes(&self) -> i64 {
@@ -280,10 +297,25 @@ pub fn write_overview(cfg: &Config, prep: &Prepared, dir: &RunDir, count: usize)
     augmentation_grid(cfg, &prep.ds, count, &dir.file("augmentations.png"))
 }
 
+/// Most images per row of the augmentation grid.
+pub const MAX_PREVIEW: usize = 256;
+
 /// The seed's figure of `count` training images: original, weakly augmented and two strongly
 /// augmented versions.
 pub fn augmentation_grid(cfg: &Config, ds: &Dataset, count: usize, path: &Path) -> Result<()> {
-    let n = count.min(ds.train.len()).max(1);
+    if ds.train.is_empty() {
+        return Err(TrainError::file(
+            &cfg.data.root,
+            "the train split is empty: no images to preview",
+        ));
+    }
+    if !(1..=MAX_PREVIEW).contains(&count) {
+        return Err(TrainError::file(
+            path,
+            format!("--count must be in 1..={MAX_PREVIEW} images per row, got {count}"),
+        ));
+    }
+    let n = count.min(ds.train.len());
     let images = ds.train.images(&(0..n).collect::<Vec<_>>());
     let seed = cfg.runtime.seed;
     let mut weak = Augmenter::new(cfg.augment.classification.into(), seed ^ 0xA11, Device::Cpu)?;
@@ -329,6 +361,7 @@ pub fn pretrain(
     dir: &RunDir,
     obs: &mut dyn Observer,
 ) -> Result<History> {
+    prep.require_unlabeled(cfg)?;
     let mut model = ContrastiveModel::new(cfg, prep.classes(), prep.compute)?;
     let spec = PhaseSpec {
         run: "pretraining",

@@ -140,11 +140,19 @@ pub fn image_grid(path: &Path, rows: &[(&str, Tensor)]) -> Result<()> {
         Some((_, t)) => (t.size()[0] as u32, t.size()[2] as u32),
         None => return Err(TrainError::file(path, "no rows to draw")),
     };
-    let scale = 96u32.div_ceil(s).max(1);
+    let scale = 96u32.div_ceil(s.max(1)).max(1);
     let tile = s * scale;
     let (pad, title_h) = (8u32, 30u32);
-    let w = pad + n * (tile + pad);
-    let h = rows.len() as u32 * (title_h + tile + pad) + pad;
+    // The bitmap backend indexes with u32; refuse what it cannot address.
+    let w = u64::from(pad) + u64::from(n) * u64::from(tile + pad);
+    let h = rows.len() as u64 * u64::from(title_h + tile + pad) + u64::from(pad);
+    if w * h * 3 > u64::from(u32::MAX) {
+        return Err(TrainError::file(
+            path,
+            format!("a {w} x {h} picture is too large"),
+        ));
+    }
+    let (w, h) = (w as u32, h as u32);
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();

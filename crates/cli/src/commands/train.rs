@@ -33,6 +33,9 @@ pub fn run(
         .map(|path| RunDir::resume(path, cfg))
         .transpose()?;
     let prep = Prepared::new(cfg, device)?;
+    if matches!(phases, Phases::All | Phases::Pretrain) {
+        prep.require_unlabeled(cfg)?;
+    }
     let dir = match resumed {
         Some(dir) => dir,
         None => RunDir::create(&args.out, cfg)?,
