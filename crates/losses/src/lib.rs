@@ -9,6 +9,16 @@
 //! - [`contrastive_accuracy`]: the example's metric, the share of rows and of columns whose
 //!   argmax is the diagonal.
 //!
+//! **Mean, not sum.** Both losses return the *mean* over the batch. The example's
+//! `contrastive_loss` returns one value per image and its `train_step` hands that vector to
+//! `tape.gradient`, which differentiates its *sum*: the example's gradients are `N` times ours
+//! (`N = 525` per step on STL-10; the probe's Keras loss object already averages). Under Adam
+//! the scale of the gradient cancels out of `m / sqrt(v)`, except against epsilon: the example's
+//! `1e-7` is effectively `N` times smaller relative to its gradients than to ours. With
+//! gradients far above `1e-7 * N`, as here, the updates are the same; to match the example's
+//! ratio exactly, divide the optimizer's epsilon by `N`. The reported loss values are means in
+//! both (Keras's metric tracker averages the vector).
+//!
 //! ```
 //! use tch::{Device, Kind, Tensor};
 //! // Two views of 4 samples, 8-dimensional projections.

@@ -76,8 +76,14 @@ fn labeled_files(dir: &Path) -> Result<(Vec<String>, LabeledFiles)> {
 
 /// Decodes one image and returns it as planar `[C][H][W]` bytes at `size` x `size`.
 pub fn decode_planar(path: &Path, size: usize) -> Result<Vec<u8>> {
-    let img = image::ImageReader::open(path)
-        .map_err(|e| DataError::io(path, e))?
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    decode_planar_bytes(&bytes, path, size)
+}
+
+/// [`decode_planar`] on the file's bytes; `path` names the file in errors. The format is
+/// guessed from the bytes; decoding stays within the `image` crate's default memory limit.
+pub fn decode_planar_bytes(bytes: &[u8], path: &Path, size: usize) -> Result<Vec<u8>> {
+    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| DataError::io(path, e))?
         .decode()

@@ -24,6 +24,11 @@ pub struct IdxArray {
 /// Reads an IDX file of unsigned bytes (type 0x08), gunzipping it when it is gzip data.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
     let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    parse_idx(raw, path)
+}
+
+/// [`read_idx`] on the file's bytes; `path` names the file in errors.
+pub fn parse_idx(raw: Vec<u8>, path: &Path) -> Result<IdxArray> {
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         GzDecoder::new(&raw[..])
@@ -115,6 +120,19 @@ fn fit(gray: &[u8], rows: usize, cols: usize, size: usize) -> Vec<u8> {
 
 fn labeled_split(images: &Path, labels: &Path, size: usize, classes: usize) -> Result<Split> {
     let img = read_idx(images)?;
+    let lab = read_idx(labels)?;
+    split_from_arrays(img, lab, (images, labels), size, classes)
+}
+
+/// A labeled split from an image array `[N, rows, cols]` and a label array `[N]` (read from
+/// `paths`, named in errors), images fitted to `size` x `size`, labels in `0..classes`.
+pub fn split_from_arrays(
+    img: IdxArray,
+    lab: IdxArray,
+    (images, labels): (&Path, &Path),
+    size: usize,
+    classes: usize,
+) -> Result<Split> {
     if img.dims.len() != 3 {
         return Err(DataError::format(
             images,
@@ -124,7 +142,6 @@ fn labeled_split(images: &Path, labels: &Path, size: usize, classes: usize) -> R
             ),
         ));
     }
-    let lab = read_idx(labels)?;
     if lab.dims.len() != 1 {
         return Err(DataError::format(
             labels,

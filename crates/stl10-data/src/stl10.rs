@@ -54,6 +54,11 @@ pub fn map_images(path: &Path) -> Result<ImageStore> {
 /// Reads an STL-10 label file (`*_y.bin`): bytes 1..=10, returned as 0..=9.
 pub fn read_labels(path: &Path, expected: usize) -> Result<Vec<i64>> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    parse_labels(&bytes, expected, path)
+}
+
+/// [`read_labels`] on the file's bytes; `path` names the file in errors.
+pub fn parse_labels(bytes: &[u8], expected: usize, path: &Path) -> Result<Vec<i64>> {
     if bytes.len() != expected {
         return Err(DataError::format(
             path,
@@ -82,6 +87,11 @@ pub fn read_labels(path: &Path, expected: usize) -> Result<Vec<i64>> {
 /// Reads `class_names.txt`: one name per line, exactly ten.
 pub fn read_class_names(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+    parse_class_names(&text, path)
+}
+
+/// [`read_class_names`] on the file's text; `path` names the file in errors.
+pub fn parse_class_names(text: &str, path: &Path) -> Result<Vec<String>> {
     let names: Vec<String> = text
         .lines()
         .map(str::trim)
@@ -100,6 +110,11 @@ pub fn read_class_names(path: &Path) -> Result<Vec<String>> {
 /// Reads fold `fold` of `fold_indices.txt`: ten lines of space-separated 0-based indices.
 pub fn read_fold(path: &Path, fold: usize, train_len: usize) -> Result<Vec<usize>> {
     let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+    parse_fold(&text, fold, train_len, path)
+}
+
+/// [`read_fold`] on the file's text; `path` names the file in errors.
+pub fn parse_fold(text: &str, fold: usize, train_len: usize, path: &Path) -> Result<Vec<usize>> {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let line = lines.get(fold).ok_or_else(|| {
         DataError::format(

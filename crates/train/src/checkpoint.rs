@@ -30,7 +30,13 @@ where
     F: FnOnce(&Path) -> Result<()>,
 {
     let tmp = partial(path);
-    if let Err(e) = write(&tmp) {
+    let written = write(&tmp).and_then(|()| {
+        // On disk before the rename, so not even a power cut leaves a renamed, empty file.
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| TrainError::io(&tmp, e))
+    });
+    if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }

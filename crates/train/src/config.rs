@@ -348,13 +348,23 @@ impl Config {
     /// Reads `path` (or starts from the defaults), applies `sets` (`a.b=value`, the value in
     /// TOML syntax or a bare string) in order, and checks every value.
     pub fn load(path: Option<&Path>, sets: &[String]) -> Result<Config, ConfigError> {
+        let text = path
+            .map(|p| {
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })
+            })
+            .transpose()?;
+        Config::parse(text.as_deref().zip(path), sets)
+    }
+
+    /// [`Config::load`] on a file's text (`(text, path)`, the path for messages).
+    pub fn parse(file: Option<(&str, &Path)>, sets: &[String]) -> Result<Config, ConfigError> {
+        let path = file.map(|(_, p)| p);
         // Start from every default, so a file or `--set` may give any subset of a table.
         let mut table = toml::Table::try_from(Config::default()).expect("defaults serialize");
-        if let Some(p) = path {
-            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                path: p.to_path_buf(),
-                source,
-            })?;
+        if let Some((text, p)) = file {
             let file = text
                 .parse::<toml::Table>()
                 .map_err(|e| ConfigError::Parse {

@@ -1,0 +1,70 @@
+//! Checkpoints as `finetune --encoder`, `evaluate` and `--resume` read them. The first byte
+//! picks the file: even, a safetensors file loaded into a small classifier's variables; odd, a
+//! phase state (`state/baseline.json`) read and restored into that classifier's train step.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use tch::Device;
+use train::steps::SupervisedModel;
+
+struct Target {
+    dir: tempfile::TempDir,
+    model: std::sync::Mutex<SupervisedModel>,
+}
+
+// libFuzzer runs one input at a time; the model is made once.
+struct Shared(Target);
+// SAFETY: only the fuzzing thread touches the model, behind a mutex.
+unsafe impl Sync for Shared {}
+unsafe impl Send for Shared {}
+
+fn target() -> &'static Target {
+    static T: OnceLock<Shared> = OnceLock::new();
+    &T.get_or_init(|| {
+        let cfg = train::Config::load(
+            None,
+            &[
+                "data.kind=folder".into(),
+                "data.image_size=32".into(),
+                "model.width=4".into(),
+            ],
+        )
+        .unwrap();
+        let compute = train::runtime::Compute::new(&cfg, Device::Cpu);
+        let model = SupervisedModel::new(&cfg, 3, compute, false).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // A valid tensors file for the state JSON to name.
+        let snapshot = train::steps::TrainStep::snapshot(&model);
+        tch::Tensor::write_safetensors(
+            &snapshot.tensors,
+            dir.path().join("baseline.e0001.s000000.safetensors"),
+        )
+        .unwrap();
+        Shared(Target {
+            dir,
+            model: std::sync::Mutex::new(model),
+        })
+    })
+    .0
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    let t = target();
+    let mut model = t.model.lock().unwrap();
+    if which % 2 == 0 {
+        let path = t.dir.path().join("fuzz.safetensors");
+        std::fs::write(&path, rest).unwrap();
+        let _ = train::checkpoint::load(&model.vs, "encoder", &path);
+        let _ = train::checkpoint::load(&model.vs, "classifier", &path);
+    } else {
+        std::fs::write(t.dir.path().join("baseline.json"), rest).unwrap();
+        if let Ok(Some(loaded)) = train::state::load(t.dir.path(), "baseline") {
+            let _ = loaded.restore_into(&mut *model);
+        }
+    }
+});

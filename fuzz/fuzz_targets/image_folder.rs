@@ -1,0 +1,14 @@
+//! One image file of an image folder (JPEG, PNG or anything else), decoded and fitted to
+//! 32 x 32 as the folder reader does.
+#![no_main]
+
+use std::path::Path;
+
+use libfuzzer_sys::fuzz_target;
+use stl10_data::folder::decode_planar_bytes;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(planar) = decode_planar_bytes(data, Path::new("fuzz.png"), 32) {
+        assert_eq!(planar.len(), 3 * 32 * 32);
+    }
+});
