@@ -230,3 +230,34 @@ fn augment_preview_draws_the_seed_grid() {
     assert_eq!(img.width(), 8 + 3 * (96 + 8));
     assert_eq!(img.height(), 4 * (30 + 96 + 8) + 8);
 }
+
+#[test]
+fn supervised_runs_and_evaluate_need_no_unlabeled_images() {
+    let dir = tempfile::tempdir().unwrap();
+    // STL-10 without its unlabeled file: the baseline trains, evaluate reads its checkpoint.
+    let sets = tiny(dir.path());
+    std::fs::remove_file(dir.path().join("stl10_binary/unlabeled_X.bin")).unwrap();
+    let out = dir.path().join("run");
+    let stdout = ok(&with_sets(
+        &["baseline", "--out", out.to_str().unwrap()],
+        &sets,
+    ));
+    assert!(stdout.contains("(supervised baseline)"), "{stdout}");
+    let ckpt = out.join("baseline.safetensors");
+    let stdout = ok(&with_sets(
+        &["evaluate", "--checkpoint", ckpt.to_str().unwrap()],
+        &sets,
+    ));
+    assert!(stdout.contains("Validation accuracy:"), "{stdout}");
+    // Pretraining says what is missing before it starts.
+    let out = run(&with_sets(
+        &["pretrain", "--out", out.to_str().unwrap()],
+        &sets,
+    ));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no unlabeled images"),
+        "{}",
+        stderr(&out)
+    );
+}
