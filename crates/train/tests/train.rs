@@ -490,6 +490,16 @@ fn resident_batches_are_the_host_batches() {
     }
 }
 
+/// Batches of `ds` (48 unlabeled, 16 labeled, 8 test images): 4 steps per epoch.
+fn four_steps(ds: &Dataset) -> Loader<'_> {
+    Loader {
+        ds,
+        plan: BatchPlan::new(48, 16, 16).unwrap(),
+        seed: 1,
+        resident: None,
+    }
+}
+
 /// Asks to stop after step `at` of the run.
 struct StopAt {
     at: usize,
@@ -508,13 +518,7 @@ impl Observer for StopAt {
 #[test]
 fn a_stopped_run_saves_its_position_and_resumes_to_the_same_history() {
     let ds = texture_dataset(16, 48, 8);
-    let plan = BatchPlan::new(48, 16, 16).unwrap(); // 4 steps per epoch
-    let loader = Loader {
-        ds: &ds,
-        plan,
-        seed: 1,
-        resident: None,
-    };
+    let loader = four_steps(&ds);
     let phase = Phase {
         run: "run",
         loader: &loader,
@@ -600,13 +604,7 @@ fn a_stopped_run_saves_its_position_and_resumes_to_the_same_history() {
 #[test]
 fn a_non_finite_loss_names_its_exact_step_and_writes_no_checkpoint_of_that_epoch() {
     let ds = texture_dataset(16, 48, 8);
-    let plan = BatchPlan::new(48, 16, 16).unwrap(); // 4 steps per epoch
-    let loader = Loader {
-        ds: &ds,
-        plan,
-        seed: 1,
-        resident: None,
-    };
+    let loader = four_steps(&ds);
     let phase = Phase {
         run: "pretraining",
         loader: &loader,
