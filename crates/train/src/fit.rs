@@ -139,6 +139,14 @@ pub fn fit<S: TrainStep>(
 ) -> Result<History> {
     let every = phase.metrics_every.max(1);
     let mut pos = start;
+    // Asked to stop before anything ran (between two phases): nothing new to save.
+    if obs.should_stop() && pos.epoch < phase.epochs {
+        return Err(TrainError::Interrupted {
+            run: phase.run.to_string(),
+            epoch: pos.epoch + 1,
+            step: pos.step,
+        });
+    }
     while pos.epoch < phase.epochs {
         let epoch = pos.epoch + 1;
         let batches = phase.loader.epoch(phase.feed, epoch, pos.step)?;

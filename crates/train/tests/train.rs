@@ -581,6 +581,39 @@ fn a_stopped_run_saves_its_position_and_resumes_to_the_same_history() {
         (6.0, vec![5.0 + 6.0, 2.0 * (5.0 + 6.0)])
     );
 
+    // Asked before anything ran (Ctrl-C between two phases): no step, no checkpoint.
+    let mut calls = 0;
+    let err = fit::fit(
+        &mut Counting {
+            k: 0.0,
+            nan_at: None,
+        },
+        &phase,
+        History::new("run"),
+        Position::default(),
+        &mut |_: &Counting, _: &History, _: &Position| {
+            calls += 1;
+            Ok(())
+        },
+        &mut StopAt {
+            at: 1,
+            seen: Default::default(),
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TrainError::Interrupted {
+                epoch: 1,
+                step: 0,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(calls, 0);
+
     let mut m = Counting { k, nan_at: None };
     let resumed = fit::fit(
         &mut m,
