@@ -80,17 +80,45 @@ pub fn decode_planar(path: &Path, size: usize) -> Result<Vec<u8>> {
     decode_planar_bytes(&bytes, path, size)
 }
 
+/// Largest image the folder reader decodes: 64 megapixels (a 9000 x 7000 photo; 192 MB as RGB).
+pub const MAX_PIXELS: u64 = 64 << 20;
+
 /// [`decode_planar`] on the file's bytes; `path` names the file in errors. The format is
-/// guessed from the bytes; decoding stays within the `image` crate's default memory limit.
+/// guessed from the bytes; images over [`MAX_PIXELS`] are refused before decoding.
 pub fn decode_planar_bytes(bytes: &[u8], path: &Path, size: usize) -> Result<Vec<u8>> {
-    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?
-        .decode()
-        .map_err(|e| DataError::Image {
-            path: path.to_path_buf(),
-            problem: e.to_string(),
-        })?;
+    decode_planar_limited(bytes, path, size, MAX_PIXELS)
+}
+
+/// [`decode_planar_bytes`] with another pixel limit (the fuzzer's is smaller, to stay fast).
+pub fn decode_planar_limited(
+    bytes: &[u8],
+    path: &Path,
+    size: usize,
+    max_pixels: u64,
+) -> Result<Vec<u8>> {
+    let bad = |problem: String| DataError::Image {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let reader = || {
+        image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| DataError::io(path, e))
+    };
+    let (w, h) = reader()?
+        .into_dimensions()
+        .map_err(|e| bad(e.to_string()))?;
+    if u64::from(w) * u64::from(h) > max_pixels {
+        return Err(bad(format!(
+            "{w} x {h} pixels is more than the limit of {max_pixels}"
+        )));
+    }
+    let mut reader = reader()?;
+    let mut limits = image::Limits::default();
+    // Room for the decoded image at up to 16 bytes per pixel (RGBA, 32-bit float).
+    limits.max_alloc = Some(max_pixels.saturating_mul(16));
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| bad(e.to_string()))?;
     let side = size as u32;
     let rgb = if img.width() == side && img.height() == side {
         img.into_rgb8()

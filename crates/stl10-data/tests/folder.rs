@@ -137,3 +137,22 @@ fn export_writes_pngs_named_by_index_and_class() {
     assert_eq!(back.get_pixel(5, 5).0, [10, 20, 30]);
     assert_eq!(back.get_pixel(2, 1).0, [1, 2, 3]);
 }
+
+#[test]
+fn images_over_the_pixel_limit_are_refused_before_decoding() {
+    let mut png = Vec::new();
+    image::RgbImage::from_pixel(100, 60, image::Rgb([1, 2, 3]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let path = std::path::Path::new("big.png");
+    let e = stl10_data::folder::decode_planar_limited(&png, path, 8, 5999)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("big.png") && e.contains("100 x 60 pixels is more than the limit of 5999"),
+        "{e}"
+    );
+    let ok = stl10_data::folder::decode_planar_limited(&png, path, 8, 6000).unwrap();
+    assert_eq!(ok.len(), 3 * 8 * 8);
+    assert_eq!(&ok[..2], &[1, 1], "red plane");
+}
