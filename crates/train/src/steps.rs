@@ -36,9 +36,13 @@ pub(crate) fn stream_seed(seed: u64, stream: SeedStream) -> u64 {
 }
 
 /// Seeds libtorch's generator for one model's initialisation, so each run's initial weights
-/// depend on the configured seed alone, not on what ran before.
-fn init_seed(seed: u64, stream: SeedStream) {
+/// depend on the configured seed alone, not on what ran before. The returned guard keeps other
+/// threads' models from drawing from the (process-wide) generator until this one is built.
+fn init_seed(seed: u64, stream: SeedStream) -> std::sync::MutexGuard<'static, ()> {
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed((stream_seed(seed, stream) >> 1) as i64);
+    guard
 }
 
 /// `[summed cross-entropy, correct predictions]` of `logits` against `labels`, on the device.
@@ -165,7 +169,7 @@ pub struct ContrastiveModel {
 
 impl ContrastiveModel {
     pub fn new(cfg: &Config, classes: i64, compute: Compute) -> Result<Self> {
-        init_seed(cfg.runtime.seed, SeedStream::Contrastive);
+        let _init = init_seed(cfg.runtime.seed, SeedStream::Contrastive);
         let device = compute.device;
         let vs = nn::VarStore::new(device);
         let probe_vs = nn::VarStore::new(device);
@@ -353,7 +357,7 @@ impl SupervisedModel {
         } else {
             (&cfg.baseline, SeedStream::Baseline)
         };
-        init_seed(cfg.runtime.seed, stream);
+        let _init = init_seed(cfg.runtime.seed, stream);
         let vs = nn::VarStore::new(compute.device);
         let enc_cfg = EncoderConfig {
             width: cfg.model.width,

@@ -50,16 +50,25 @@ fn changed(before: &HashMap<String, Tensor>, vs: &tch::nn::VarStore) -> Vec<Stri
     names
 }
 
-/// Noise images from a local generator (libtorch's global one is shared by parallel tests).
-fn random_images(n: i64, size: i64) -> Tensor {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (n as u64 * 31 + size as u64);
-    let bytes: Vec<u8> = (0..n * 3 * size * size)
+/// `n` numbers in [0, 1) from a local xorshift generator: test data must not draw from
+/// libtorch's global generator, which parallel tests' model initialisations share.
+fn uniform(n: usize, seed: u64) -> Vec<f32> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ seed.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    (0..n)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            (x >> 56) as u8
+            (x >> 40) as f32 / (1u64 << 24) as f32
         })
+        .collect()
+}
+
+/// Noise images from [`uniform`].
+fn random_images(n: i64, size: i64) -> Tensor {
+    let bytes: Vec<u8> = uniform((n * 3 * size * size) as usize, (n * 31 + size) as u64)
+        .into_iter()
+        .map(|v| (v * 256.0) as u8)
         .collect();
     Tensor::from_slice(&bytes).view([n, 3, size, size])
 }
@@ -125,11 +134,7 @@ fn finetuning_starts_from_the_saved_encoder_and_the_baseline_from_a_fresh_one() 
 /// Four texture classes (horizontal stripes, vertical stripes, checkerboard, flat), each image
 /// with a random colour, stripe phase and brightness: learnable structure under nuisance.
 fn textures(n: usize, size: usize, seed: i64) -> (Vec<u8>, Vec<i64>) {
-    tch::manual_seed(seed);
-    let r = Vec::<f32>::try_from(
-        Tensor::rand([n as i64, 5], (Kind::Float, Device::Cpu)).flatten(0, -1),
-    )
-    .unwrap();
+    let r = uniform(n * 5, seed as u64);
     let mut bytes = Vec::with_capacity(n * 3 * size * size);
     let mut labels = Vec::with_capacity(n);
     for i in 0..n {
