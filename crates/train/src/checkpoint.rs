@@ -53,13 +53,9 @@ pub fn write_file(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
 /// Saves the variables of `vs` whose names start with one of `prefixes` to `path`
 /// (safetensors), atomically. Channels-last variables are saved contiguous.
 pub fn save(vs: &VarStore, prefixes: &[&str], path: &Path) -> Result<()> {
-    let mut named: Vec<(String, Tensor)> = vs
-        .variables()
-        .into_iter()
-        .filter(|(name, _)| prefixes.iter().any(|p| name.starts_with(&format!("{p}."))))
-        .map(|(name, t)| (name, t.contiguous()))
-        .collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let named = variables(vs, |name| {
+        prefixes.iter().any(|p| name.starts_with(&format!("{p}.")))
+    });
     if named.is_empty() {
         return Err(TrainError::file(
             path,
@@ -69,6 +65,19 @@ pub fn save(vs: &VarStore, prefixes: &[&str], path: &Path) -> Result<()> {
     atomic(path, |tmp| {
         Tensor::write_safetensors(&named, tmp).map_err(|e| TrainError::file(tmp, e.to_string()))
     })
+}
+
+/// The variables of `vs` whose names `keep`, contiguous (channels-last kernels in NCHW order),
+/// sorted by name: what checkpoints store.
+pub(crate) fn variables(vs: &VarStore, keep: impl Fn(&str) -> bool) -> Vec<(String, Tensor)> {
+    let mut named: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(name, _)| keep(name))
+        .map(|(name, t)| (name, t.contiguous()))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
 }
 
 /// Copies every variable of `vs` under `prefix` from the safetensors file `path`, checking that

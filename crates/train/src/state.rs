@@ -14,7 +14,6 @@
 //! complete tensors file. Older tensors files are deleted after the commit.
 
 use std::collections::HashMap;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -48,14 +47,7 @@ impl Source {
     pub fn of(path: &Path) -> Result<Source> {
         let mut file = std::fs::File::open(path).map_err(|e| TrainError::io(path, e))?;
         let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = file.read(&mut buf).map_err(|e| TrainError::io(path, e))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
+        std::io::copy(&mut file, &mut hasher).map_err(|e| TrainError::io(path, e))?;
         let sha256 = hasher
             .finalize()
             .iter()

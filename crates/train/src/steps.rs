@@ -95,15 +95,9 @@ pub struct Snapshot {
     pub streams: Streams,
 }
 
-/// Every variable of `vs`, contiguous (channels-last kernels are saved in NCHW order).
+/// Every variable of `vs`, as checkpoints store them.
 fn weights(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
-    let mut named: Vec<_> = vs
-        .variables()
-        .into_iter()
-        .map(|(n, t)| (n, t.contiguous()))
-        .collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    named
+    crate::checkpoint::variables(vs, |_| true)
 }
 
 /// Copies every variable of `vs` from `stored`, checking names and shapes before any copy.
