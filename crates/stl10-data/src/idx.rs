@@ -100,7 +100,7 @@ fn find(root: &Path, name: &str) -> Result<PathBuf> {
 }
 
 /// Grayscale `rows` x `cols` to planar RGB at `size` x `size`.
-fn fit(gray: &[u8], rows: usize, cols: usize, size: usize) -> Vec<u8> {
+pub(crate) fn fit(gray: &[u8], rows: usize, cols: usize, size: usize) -> Vec<u8> {
     let plane = size * size;
     let mut one = vec![0u8; plane];
     if rows <= size && cols <= size {

@@ -208,6 +208,16 @@ impl Split {
         Arc::clone(&self.store)
     }
 
+    /// The images at split positions `positions` (in that order, repeats allowed) as a split
+    /// of their own, with their labels when this split has them.
+    pub fn select(&self, positions: &[usize]) -> Split {
+        let indices = positions.iter().map(|&p| self.store_index(p)).collect();
+        let labels = self
+            .labels()
+            .map(|l| positions.iter().map(|&p| l[p]).collect());
+        Split::subset(self.store_arc(), indices, labels)
+    }
+
     /// uint8 `[N, 3, H, W]` images at split positions `positions`.
     pub fn images(&self, positions: &[usize]) -> Tensor {
         let idx: Vec<usize> = positions.iter().map(|&p| self.store_index(p)).collect();

@@ -17,6 +17,7 @@ mod export;
 pub mod fixtures;
 pub mod folder;
 pub mod idx;
+mod image_file;
 mod images;
 pub mod stl10;
 
@@ -26,6 +27,7 @@ pub use batching::{
 pub use config::{DataConfig, DataKind};
 pub use error::{DataError, Result};
 pub use export::{export_png, inspect};
+pub use image_file::load_image;
 pub use images::{Dataset, ImageStore, Layout, Split};
 
 use rand::seq::SliceRandom;
@@ -57,9 +59,33 @@ pub fn keep_labeled_per_class(mut ds: Dataset, n: usize, seed: u64) -> Result<Da
         ));
     }
     let labels = ds.train.labels().unwrap_or(&[]).to_vec();
+    let (keep, rest) = per_class_selection(&labels, &ds.class_names, n, seed)?;
+    let store = ds.train.store_arc();
+    let to_store = |p: &[usize]| {
+        p.iter()
+            .map(|&i| ds.train.store_index(i))
+            .collect::<Vec<_>>()
+    };
+    let kept_labels = keep.iter().map(|&i| labels[i]).collect();
+    let (keep_idx, rest_idx) = (to_store(&keep), to_store(&rest));
+    ds.unlabeled = Split::subset(store.clone(), rest_idx, None);
+    ds.train = Split::subset(store, keep_idx, Some(kept_labels));
+    Ok(ds)
+}
+
+/// Splits the positions of `labels` into `n` per class (chosen by `seed`) and the rest, both
+/// sorted. Each class's members are shuffled once by the seed and the first `n` kept, so the
+/// selection for a smaller `n` is always part of the one for a larger `n` (nested label
+/// budgets), and `labeled_per_class = n` keeps exactly these images.
+pub fn per_class_selection(
+    labels: &[i64],
+    class_names: &[String],
+    n: usize,
+    seed: u64,
+) -> Result<(Vec<usize>, Vec<usize>)> {
     let mut rng = rng(seed, 0, Stream::LabeledSelection);
     let (mut keep, mut rest) = (Vec::new(), Vec::new());
-    for (class, name) in ds.class_names.iter().enumerate() {
+    for (class, name) in class_names.iter().enumerate() {
         let mut members: Vec<usize> = (0..labels.len())
             .filter(|&i| labels[i] == class as i64)
             .collect();
@@ -78,15 +104,5 @@ pub fn keep_labeled_per_class(mut ds: Dataset, n: usize, seed: u64) -> Result<Da
     }
     keep.sort_unstable();
     rest.sort_unstable();
-    let store = ds.train.store_arc();
-    let to_store = |p: &[usize]| {
-        p.iter()
-            .map(|&i| ds.train.store_index(i))
-            .collect::<Vec<_>>()
-    };
-    let kept_labels = keep.iter().map(|&i| labels[i]).collect();
-    let (keep_idx, rest_idx) = (to_store(&keep), to_store(&rest));
-    ds.unlabeled = Split::subset(store.clone(), rest_idx, None);
-    ds.train = Split::subset(store, keep_idx, Some(kept_labels));
-    Ok(ds)
+    Ok((keep, rest))
 }
