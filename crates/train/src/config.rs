@@ -294,6 +294,50 @@ impl Default for PretrainConfig {
     }
 }
 
+/// `[eval]`: how frozen encoders are judged without fine-tuning: the weighted kNN monitor
+/// (`val_knn_acc` after every pretraining epoch, `simclr-cli knn`) and the linear evaluation
+/// on frozen features of `simclr-cli sweep`. None of it changes what is trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    /// kNN accuracy of the encoder on the test split after every pretraining epoch (labeled
+    /// training images as the memory bank).
+    pub knn_monitor: bool,
+    /// Neighbours that vote (InstDisc: 200).
+    pub knn_k: usize,
+    /// Temperature of the votes `exp(similarity / t)` (InstDisc: 0.1).
+    pub knn_temperature: f64,
+    /// Linear evaluation: optimizer steps of Dense(classes) on frozen, un-augmented features.
+    pub linear_steps: usize,
+    /// Linear evaluation: features per step (all of them when there are fewer).
+    pub linear_batch_size: usize,
+    /// Linear evaluation: Adam's settings.
+    pub linear_optimizer: OptimizerConfig,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            knn_monitor: true,
+            knn_k: 200,
+            knn_temperature: 0.1,
+            linear_steps: 2000,
+            linear_batch_size: 256,
+            linear_optimizer: OptimizerConfig::default(),
+        }
+    }
+}
+
+impl EvalConfig {
+    /// The kNN settings.
+    pub fn knn(&self) -> crate::knn::Knn {
+        crate::knn::Knn {
+            k: self.knn_k,
+            temperature: self.knn_temperature,
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -305,6 +349,7 @@ pub struct Config {
     pub baseline: SupervisedConfig,
     pub pretrain: PretrainConfig,
     pub finetune: SupervisedConfig,
+    pub eval: EvalConfig,
     pub runtime: RuntimeConfig,
 }
 
@@ -446,12 +491,22 @@ impl Config {
         if !(t.is_finite() && t > 0.0) {
             return Err(invalid("loss.temperature", format!("must be > 0, got {t}")));
         }
-        for (key, epochs) in [
+        let t = self.eval.knn_temperature;
+        if !(t.is_finite() && t > 0.0) {
+            return Err(invalid(
+                "eval.knn_temperature",
+                format!("must be > 0, got {t}"),
+            ));
+        }
+        for (key, count) in [
+            ("eval.knn_k", self.eval.knn_k),
+            ("eval.linear_steps", self.eval.linear_steps),
+            ("eval.linear_batch_size", self.eval.linear_batch_size),
             ("baseline.epochs", self.baseline.epochs),
             ("pretrain.epochs", self.pretrain.epochs),
             ("finetune.epochs", self.finetune.epochs),
         ] {
-            if epochs == 0 {
+            if count == 0 {
                 return Err(invalid(key, "must be at least 1".into()));
             }
         }
@@ -460,6 +515,7 @@ impl Config {
             ("pretrain.optimizer", &self.pretrain.optimizer),
             ("pretrain.probe_optimizer", &self.pretrain.probe_optimizer),
             ("finetune.optimizer", &self.finetune.optimizer),
+            ("eval.linear_optimizer", &self.eval.linear_optimizer),
         ] {
             opt.validate()
                 .map_err(|(field, message)| invalid(&format!("{key}.{field}"), message))?;
@@ -470,7 +526,7 @@ impl Config {
     /// The keys in which `self` differs from `saved` (a run folder's configuration) that a
     /// resumed run cannot change: everything but the epochs, the learning rates and the
     /// `[runtime]` keys other than `seed` (device, threads, precision and the like change how a
-    /// step runs, not what it computes).
+    /// step runs, not what it computes) and the `[eval]` keys (they judge, they do not train).
     pub fn resume_conflicts(&self, saved: &Config) -> Vec<String> {
         let (mut now, mut then) = (Vec::new(), Vec::new());
         flatten(
@@ -487,6 +543,7 @@ impl Config {
             k.ends_with(".epochs")
                 || k.ends_with(".learning_rate")
                 || (k.starts_with("runtime.") && k != "runtime.seed")
+                || k.starts_with("eval.")
         };
         let then: std::collections::HashMap<_, _> = then.into_iter().collect();
         let mut keys: Vec<String> = now
@@ -667,6 +724,13 @@ mod tests {
                 "pretrain.probe_optimizer.beta2",
             ),
             ("model.width=0", "model.width"),
+            ("eval.knn_k=0", "eval.knn_k"),
+            ("eval.knn_temperature=-1", "eval.knn_temperature"),
+            ("eval.linear_steps=0", "eval.linear_steps"),
+            (
+                "eval.linear_optimizer.learning_rate=0",
+                "eval.linear_optimizer.learning_rate",
+            ),
         ] {
             let err = Config::load(None, &[set.into()]).unwrap_err().to_string();
             assert!(err.starts_with(key), "{set}: {err}");
@@ -742,6 +806,7 @@ mod tests {
                 "pretrain.probe_optimizer.learning_rate=1e-2".into(),
                 "runtime.threads=7".into(),
                 "runtime.device=cpu".into(),
+                "eval.knn_k=20".into(),
             ],
         )
         .unwrap();

@@ -13,6 +13,7 @@ use tch::Device;
 use crate::checkpoint::{self, write_file};
 use crate::config::Config;
 use crate::error::{Result, TrainError};
+use crate::features::FrozenEncoder;
 use crate::fit::{self, Observer, Phase, Position};
 use crate::loader::{Feed, Loader, Resident};
 use crate::metrics::History;
@@ -52,7 +53,12 @@ impl Prepared {
     /// epoch is validated on it. On CUDA with `runtime.resident_data`, the uint8 images move
     /// to the device once; if they do not fit, batches come from host memory instead.
     pub fn new(cfg: &Config, device: Device) -> Result<Self> {
-        let ds = stl10_data::load(&cfg.data, cfg.runtime.seed)?;
+        Prepared::with_dataset(cfg, device, stl10_data::load(&cfg.data, cfg.runtime.seed)?)
+    }
+
+    /// [`Prepared::new`] on a data set already loaded (or derived from one, as the sweep's
+    /// label budgets are).
+    pub fn with_dataset(cfg: &Config, device: Device, ds: Dataset) -> Result<Self> {
         let plan = if ds.unlabeled.is_empty() {
             // Supervised runs only; pretraining refuses (see `require_unlabeled`).
             BatchPlan::supervised(ds.train.len(), cfg.data.batch_size)?
@@ -281,7 +287,11 @@ fn train_phase<S: TrainStep>(
     fit::fit(model, &phase, history, start, &mut checkpoint, obs)
 }
 
-/// Writes `summary.txt` (Keras-style summaries of every model) and `augmentations.png`.
+/// The run folder's class names, one per line in label order (what `predict` prints).
+pub const CLASSES_FILE: &str = "classes.txt";
+
+/// Writes `summary.txt` (Keras-style summaries of every model), `classes.txt` and
+/// `augmentations.png`.
 pub fn write_overview(cfg: &Config, prep: &Prepared, dir: &RunDir, count: usize) -> Result<()> {
     let cpu = Compute::new(cfg, Device::Cpu);
     let model = ContrastiveModel::new(cfg, prep.classes(), cpu)?;
@@ -294,6 +304,10 @@ pub fn write_overview(cfg: &Config, prep: &Prepared, dir: &RunDir, count: usize)
         classifier.classifier.summary()
     );
     write_file(&dir.file("summary.txt"), text)?;
+    write_file(
+        &dir.file(CLASSES_FILE),
+        prep.ds.class_names.join("\n") + "\n",
+    )?;
     augmentation_grid(cfg, &prep.ds, count, &dir.file("augmentations.png"))
 }
 
@@ -382,6 +396,8 @@ pub fn pretrain(
         &["linear_probe"],
         &dir.file("linear_probe.safetensors"),
     )?;
+    let frozen = FrozenEncoder::load(cfg, prep.compute, &dir.file("encoder.safetensors"), None)?;
+    crate::embed::plot_test_split(&frozen, &prep.ds, &dir.file("embedding.png"))?;
     Ok(h)
 }
 
@@ -441,12 +457,32 @@ pub fn best_accuracies(histories: &[Option<History>; 3]) -> Vec<(&'static str, f
         .collect()
 }
 
+/// The kNN monitor's metric in the pretraining history, and its label in plots and reports.
+pub const KNN_METRIC: &str = "val_knn_acc";
+pub const KNN_LABEL: &str = "self-supervised pretraining (kNN)";
+
+/// Best `val_knn_acc` of the pretraining history, when the monitor ran.
+pub fn best_knn(histories: &[Option<History>; 3]) -> Option<f64> {
+    histories[1].as_ref()?.best(KNN_METRIC)
+}
+
 /// Writes `val_acc.png`, `val_loss.png` and `report.md` for whichever runs `dir` holds.
 pub fn write_report(cfg: &Config, prep: &Prepared, dir: &RunDir) -> Result<[Option<History>; 3]> {
+    write_report_with(cfg, prep, dir, "")
+}
+
+/// [`write_report`] with `sections` (markdown) appended to `report.md`.
+pub fn write_report_with(
+    cfg: &Config,
+    prep: &Prepared,
+    dir: &RunDir,
+    sections: &str,
+) -> Result<[Option<History>; 3]> {
     let [a, b, c] = RUNS.map(|(run, _, _)| dir.load_history(run));
     let histories = [a?, b?, c?];
     let series = |acc: bool| -> Vec<(&str, Vec<f64>)> {
-        RUNS.iter()
+        let mut lines: Vec<(&str, Vec<f64>)> = RUNS
+            .iter()
             .zip(&histories)
             .filter_map(|((_, label, metric), h)| {
                 let metric = if acc {
@@ -456,7 +492,12 @@ pub fn write_report(cfg: &Config, prep: &Prepared, dir: &RunDir) -> Result<[Opti
                 };
                 Some((*label, h.as_ref()?.series(&metric)))
             })
-            .collect()
+            .collect();
+        let knn = histories[1].as_ref().map(|h| h.series(KNN_METRIC));
+        if let Some(knn) = knn.filter(|k| acc && !k.is_empty()) {
+            lines.push((KNN_LABEL, knn));
+        }
+        lines
     };
     line_plot(
         &dir.file("val_acc.png"),
@@ -529,6 +570,15 @@ pub fn write_report(cfg: &Config, prep: &Prepared, dir: &RunDir) -> Result<[Opti
             h.epochs.len()
         );
     }
+    if let Some(best) = best_knn(&histories) {
+        let _ = writeln!(
+            md,
+            "| {KNN_LABEL}, k = {}, t = {} | {:.2}% | | | |",
+            cfg.eval.knn_k,
+            cfg.eval.knn_temperature,
+            best * 100.0
+        );
+    }
     let _ = writeln!(
         md,
         "\nPublished for the Keras example (STL-10, 20 epochs): baseline 59.9%, linear probe 56.7%, fine-tuned 65.3%.\n"
@@ -537,6 +587,13 @@ pub fn write_report(cfg: &Config, prep: &Prepared, dir: &RunDir) -> Result<[Opti
         md,
         "![validation accuracy](val_acc.png)\n\n![validation loss](val_loss.png)\n\n![augmentations](augmentations.png)"
     );
+    if dir.file("embedding.png").is_file() {
+        let _ = writeln!(
+            md,
+            "\n![test-set features after pretraining, PCA](embedding.png)"
+        );
+    }
+    md.push_str(sections);
     write_file(&dir.file("report.md"), md)?;
     Ok(histories)
 }

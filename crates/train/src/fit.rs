@@ -186,12 +186,14 @@ pub fn fit<S: TrainStep>(
         }
         let seconds = done_seconds + started.elapsed().as_secs_f64();
         let (val_loss, val_acc) = evaluate(model, phase.loader)?;
+        let monitors = model.monitors(phase.loader)?;
         let [loss_name, acc_name] = S::VALIDATION;
         let record = EpochRecord {
             epoch,
             metrics: shown
                 .into_iter()
                 .chain([(loss_name, val_loss), (acc_name, val_acc)])
+                .chain(monitors)
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
             train_seconds: seconds,

@@ -14,16 +14,23 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod embed;
 mod error;
 pub mod experiment;
+pub mod features;
 pub mod fit;
+pub mod knn;
+pub mod linear_eval;
 pub mod loader;
 pub mod metrics;
 pub mod optim;
+pub mod predict;
 pub mod report;
 pub mod runtime;
+mod seeds;
 pub mod state;
 pub mod steps;
+pub mod sweep;
 
 pub use config::{Config, ConfigError, RuntimeConfig};
 pub use error::{Result, TrainError};

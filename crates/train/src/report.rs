@@ -132,6 +132,160 @@ pub fn line_plot(
     save_rgb(path, w, h, buf)
 }
 
+/// Accuracy against labels per class on a logarithmic axis, one line per method (`series`:
+/// name, `(labels per class, accuracy)` points), as a PNG.
+pub fn efficiency_plot(path: &Path, title: &str, series: &[(&str, Vec<(f64, f64)>)]) -> Result<()> {
+    register_font();
+    let (w, h) = (900u32, 560u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    let all = || series.iter().flat_map(|(_, p)| p.iter().copied());
+    let (x0, x1) = all()
+        .map(|p| p.0)
+        .filter(|x| x.is_finite() && *x > 0.0)
+        .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    let (x0, x1) = if x0 > x1 { (1.0, 10.0) } else { (x0, x1) };
+    let (x0, x1) = (x0 / 1.25, (x1 * 1.25).max(x0 * 2.0));
+    let (lo, hi) = all()
+        .map(|p| p.1)
+        .filter(|v| v.is_finite())
+        .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = if lo > hi { (0.0, 1.0) } else { (lo, hi) };
+    let pad = ((hi - lo) * 0.08).max(1e-3);
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| draw_err(path, e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 26))
+            .margin(20)
+            .x_label_area_size(50)
+            .y_label_area_size(70)
+            .build_cartesian_2d((x0..x1).log_scale(), (lo - pad)..(hi + pad))
+            .map_err(|e| draw_err(path, e))?;
+        chart
+            .configure_mesh()
+            .x_desc("labels per class (log scale)")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_desc("test accuracy")
+            .label_style(("sans-serif", 15))
+            .axis_desc_style(("sans-serif", 18))
+            .draw()
+            .map_err(|e| draw_err(path, e))?;
+        for (i, (name, points)) in series.iter().enumerate() {
+            let color = CLASS_COLORS[i % CLASS_COLORS.len()];
+            let points: Vec<(f64, f64)> = points
+                .iter()
+                .copied()
+                .filter(|p| p.0 > 0.0 && p.1.is_finite())
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))
+                .map_err(|e| draw_err(path, e))?
+                .label(*name)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
+                });
+            chart
+                .draw_series(
+                    points
+                        .into_iter()
+                        .map(|p| Circle::new(p, 4, color.filled())),
+                )
+                .map_err(|e| draw_err(path, e))?;
+        }
+        chart
+            .configure_series_labels()
+            .label_font(("sans-serif", 16))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(|e| draw_err(path, e))?;
+        root.present().map_err(|e| draw_err(path, e))?;
+    }
+    save_rgb(path, w, h, buf)
+}
+
+/// Matplotlib's `tab10`, one colour per class (repeating after ten).
+const CLASS_COLORS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// A scatter plot of `points`, each coloured by its class in `labels`, with a legend of
+/// `class_names` on the right, as a PNG.
+pub fn scatter_plot(
+    path: &Path,
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    points: &[(f64, f64)],
+    labels: &[usize],
+    class_names: &[String],
+) -> Result<()> {
+    register_font();
+    let (w, h) = (1000u32, 760u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    let range = |f: fn(&(f64, f64)) -> f64| {
+        let (lo, hi) = points
+            .iter()
+            .map(f)
+            .filter(|v| v.is_finite())
+            .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+        let (lo, hi) = if lo > hi { (-1.0, 1.0) } else { (lo, hi) };
+        let pad = ((hi - lo) * 0.05).max(1e-6);
+        (lo - pad)..(hi + pad)
+    };
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| draw_err(path, e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 26))
+            .margin(20)
+            .x_label_area_size(50)
+            .y_label_area_size(70)
+            .build_cartesian_2d(range(|p| p.0), range(|p| p.1))
+            .map_err(|e| draw_err(path, e))?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .label_style(("sans-serif", 15))
+            .axis_desc_style(("sans-serif", 18))
+            .draw()
+            .map_err(|e| draw_err(path, e))?;
+        for (class, name) in class_names.iter().enumerate() {
+            let color = CLASS_COLORS[class % CLASS_COLORS.len()];
+            let mine = points
+                .iter()
+                .zip(labels)
+                .filter(|(p, l)| **l == class && p.0.is_finite() && p.1.is_finite())
+                .map(|(p, _)| Circle::new(*p, 2, color.mix(0.7).filled()));
+            chart
+                .draw_series(mine)
+                .map_err(|e| draw_err(path, e))?
+                .label(name.as_str())
+                .legend(move |(x, y)| Circle::new((x + 8, y), 5, color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .label_font(("sans-serif", 15))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(|e| draw_err(path, e))?;
+        root.present().map_err(|e| draw_err(path, e))?;
+    }
+    save_rgb(path, w, h, buf)
+}
+
 /// The seed's figure: one titled row per `(title, images)`, images float `[N,3,S,S]` in [0, 1],
 /// small images scaled up (nearest neighbour) to at least 96 pixels.
 pub fn image_grid(path: &Path, rows: &[(&str, Tensor)]) -> Result<()> {

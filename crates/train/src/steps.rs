@@ -18,32 +18,11 @@ use tch::{Device, Kind, Tensor};
 
 use crate::config::Config;
 use crate::error::Result;
-use crate::loader::Batch;
+use crate::knn::Knn;
+use crate::loader::{Batch, Loader};
 use crate::optim::Adam;
 use crate::runtime::Compute;
-
-/// Seeds for the independent random streams of one run.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum SeedStream {
-    Contrastive = 11,
-    ProbeAugment = 12,
-    Baseline = 13,
-    Finetune = 14,
-}
-
-pub(crate) fn stream_seed(seed: u64, stream: SeedStream) -> u64 {
-    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (stream as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93)
-}
-
-/// Seeds libtorch's generator for one model's initialisation, so each run's initial weights
-/// depend on the configured seed alone, not on what ran before. The returned guard keeps other
-/// threads' models from drawing from the (process-wide) generator until this one is built.
-fn init_seed(seed: u64, stream: SeedStream) -> std::sync::MutexGuard<'static, ()> {
-    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
-    tch::manual_seed((stream_seed(seed, stream) >> 1) as i64);
-    guard
-}
+use crate::seeds::{SeedStream, init_seed, stream_seed};
 
 /// `[summed cross-entropy, correct predictions]` of `logits` against `labels`, on the device.
 fn ce_sum_and_correct(logits: &Tensor, labels: &Tensor) -> Tensor {
@@ -71,6 +50,12 @@ pub trait TrainStep {
 
     /// `[summed loss, correct predictions]` over a test batch (un-augmented), on the device.
     fn test_sums(&self, batch: &Batch) -> Tensor;
+
+    /// Validation values beyond [`TrainStep::VALIDATION`], after every epoch: pretraining's
+    /// kNN monitor (`val_knn_acc`). None by default.
+    fn monitors(&self, _loader: &Loader) -> Result<Vec<(&'static str, f64)>> {
+        Ok(Vec::new())
+    }
 
     fn device(&self) -> Device;
 
@@ -158,6 +143,8 @@ pub struct ContrastiveModel {
     classification_augmenter: Augmenter,
     loss: ContrastiveLossKind,
     temperature: f64,
+    /// The kNN monitor after every epoch (`eval.knn_monitor`).
+    knn: Option<Knn>,
     compute: Compute,
 }
 
@@ -197,6 +184,7 @@ impl ContrastiveModel {
             )?,
             loss: cfg.loss.kind.into(),
             temperature: cfg.loss.temperature,
+            knn: cfg.eval.knn_monitor.then(|| cfg.eval.knn()),
             compute,
         })
     }
@@ -286,6 +274,28 @@ impl TrainStep for ContrastiveModel {
             let logits = self.linear_probe.forward(&features);
             ce_sum_and_correct(&logits, &accel::upload(&batch.labels, self.compute.device))
         })
+    }
+
+    /// `val_knn_acc`: weighted kNN of the test images' encoder features (inference mode,
+    /// un-augmented) against those of the labeled training images.
+    fn monitors(&self, loader: &Loader) -> Result<Vec<(&'static str, f64)>> {
+        let (train, test) = (&loader.ds.train, &loader.ds.test);
+        let device = self.compute.device;
+        let labels = |s| crate::features::labels(s, device);
+        let (Some(knn), Some(bank_labels), Some(query_labels)) =
+            (self.knn, labels(train), labels(test))
+        else {
+            return Ok(Vec::new());
+        };
+        if train.is_empty() || test.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encode = |x: &Tensor| self.encoder.forward_t(x, false);
+        let bank = crate::features::of_split(&self.compute, train, encode);
+        let queries = crate::features::of_split(&self.compute, test, encode);
+        let classes = loader.ds.num_classes() as i64;
+        let acc = knn.accuracy(&bank, &bank_labels, &queries, &query_labels, classes)?;
+        Ok(vec![("val_knn_acc", acc)])
     }
 
     fn device(&self) -> Device {

@@ -1,0 +1,149 @@
+//! Frozen features: a trained encoder (and optionally its projection head) over un-augmented
+//! images, in inference mode and without gradients, batch by batch on the device. What the kNN
+//! monitor, the linear evaluation, `embed` and the feature-space picture work on.
+
+use models::{Encoder, EncoderConfig, ProjectionHead};
+use stl10_data::Split;
+use tch::nn::{self, Module, ModuleT};
+use tch::{Device, Kind, Tensor};
+
+use crate::checkpoint;
+use crate::config::Config;
+use crate::error::Result;
+use crate::runtime::Compute;
+
+/// Images per forward pass: the pretraining step's encoder slice on a CPU, 1,024 on CUDA.
+pub fn batch_size(compute: &Compute) -> usize {
+    compute.encoder_chunk.unwrap_or(1024).max(1)
+}
+
+/// Float32 features `[N, D]` on the device of `encode` applied to uint8 `images` `[N,3,S,S]`
+/// (rescaled to [0, 1], in the compute's memory format, under its precision), in batches.
+pub fn of_images(compute: &Compute, images: &Tensor, encode: impl Fn(&Tensor) -> Tensor) -> Tensor {
+    let batch = batch_size(compute) as i64;
+    tch::no_grad(|| {
+        let parts: Vec<Tensor> = images
+            .split(batch, 0)
+            .iter()
+            .map(|b| {
+                let x = compute.format.apply(&augment::rescale(b, compute.device));
+                accel::to_f32(&compute.autocast(|| encode(&x)))
+            })
+            .collect();
+        if parts.is_empty() {
+            Tensor::zeros([0, 0], (Kind::Float, compute.device))
+        } else {
+            Tensor::cat(&parts, 0)
+        }
+    })
+}
+
+/// [`of_images`] over every image of `split`, gathered from host memory batch by batch.
+pub fn of_split(compute: &Compute, split: &Split, encode: impl Fn(&Tensor) -> Tensor) -> Tensor {
+    let batch = batch_size(compute);
+    let all: Vec<usize> = (0..split.len()).collect();
+    let parts: Vec<Tensor> = all
+        .chunks(batch)
+        .map(|chunk| of_images(compute, &split.images(chunk), &encode))
+        .collect();
+    if parts.is_empty() {
+        Tensor::zeros([0, 0], (Kind::Float, compute.device))
+    } else {
+        Tensor::cat(&parts, 0)
+    }
+}
+
+/// The labels of `split` as an int64 tensor on `device` (`None` for the unlabeled split).
+pub fn labels(split: &Split, device: Device) -> Option<Tensor> {
+    split.labels()?;
+    let all: Vec<usize> = (0..split.len()).collect();
+    Some(split.label_tensor(&all).to_device(device))
+}
+
+/// A trained encoder loaded from a checkpoint file, optionally with its projection head.
+pub struct FrozenEncoder {
+    _vs: nn::VarStore,
+    pub encoder: Encoder,
+    pub head: Option<ProjectionHead>,
+    pub compute: Compute,
+}
+
+impl FrozenEncoder {
+    /// The encoder of `cfg`'s shape, with `encoder.*` from `path` (an `encoder.safetensors`, or
+    /// any checkpoint holding an encoder: baseline, finetuned) and, when `head` names a file,
+    /// the `projection_head.*` from it.
+    pub fn load(
+        cfg: &Config,
+        compute: Compute,
+        path: &std::path::Path,
+        head: Option<&std::path::Path>,
+    ) -> Result<Self> {
+        let mut vs = nn::VarStore::new(compute.device);
+        let enc_cfg = EncoderConfig {
+            width: cfg.model.width,
+            image_size: cfg.data.image_size as i64,
+        };
+        let encoder = Encoder::new(&(vs.root() / "encoder"), &enc_cfg)?;
+        let w = cfg.model.width;
+        let head = head
+            .map(|h| -> Result<ProjectionHead> {
+                let p = ProjectionHead::new(&(vs.root() / "projection_head"), w, w);
+                checkpoint::load(&vs, "projection_head", h)?;
+                Ok(p)
+            })
+            .transpose()?;
+        checkpoint::load(&vs, "encoder", path)?;
+        encoder.set_memory_format(compute.format);
+        vs.freeze();
+        Ok(FrozenEncoder {
+            _vs: vs,
+            encoder,
+            head,
+            compute,
+        })
+    }
+
+    /// Features of one rescaled batch: the encoder's output, or the projection head's when
+    /// the head was loaded.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let f = self.encoder.forward_t(x, false);
+        match &self.head {
+            Some(h) => h.forward(&f),
+            None => f,
+        }
+    }
+
+    /// Features of every image of `split`.
+    pub fn split(&self, split: &Split) -> Tensor {
+        of_split(&self.compute, split, |x| self.forward(x))
+    }
+}
+
+impl FrozenEncoder {
+    /// Weighted kNN accuracy on `ds`'s test split with its labeled training images as the
+    /// memory bank.
+    pub fn knn_accuracy(&self, ds: &stl10_data::Dataset, knn: &crate::knn::Knn) -> Result<f64> {
+        let device = self.compute.device;
+        let (Some(bank_labels), Some(query_labels)) =
+            (labels(&ds.train, device), labels(&ds.test, device))
+        else {
+            return Err(crate::error::TrainError::file(
+                "knn",
+                "the train and test splits need labels",
+            ));
+        };
+        if ds.train.is_empty() {
+            return Err(crate::error::TrainError::file(
+                "knn",
+                "the train split is empty: no memory bank",
+            ));
+        }
+        knn.accuracy(
+            &self.split(&ds.train),
+            &bank_labels,
+            &self.split(&ds.test),
+            &query_labels,
+            ds.num_classes() as i64,
+        )
+    }
+}

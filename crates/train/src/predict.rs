@@ -1,0 +1,275 @@
+//! Prediction on new image files with a classifier checkpoint (`finetuned` or `baseline`
+//! `.safetensors`): each image prepared as the training reader prepares its images, the
+//! classifier in inference mode, the top classes with their softmax probabilities.
+
+use std::path::{Path, PathBuf};
+
+use models::{Classifier, EncoderConfig};
+use stl10_data::DataKind;
+use tch::nn::{self, ModuleT};
+use tch::{Kind, Tensor};
+
+use crate::checkpoint;
+use crate::config::Config;
+use crate::error::{Result, TrainError};
+use crate::experiment::CLASSES_FILE;
+use crate::runtime::Compute;
+
+/// Image files decoded and classified together.
+pub const FILES_PER_BATCH: usize = 256;
+
+/// A classifier loaded for prediction, with its class names.
+pub struct Predictor {
+    _vs: nn::VarStore,
+    classifier: Classifier,
+    pub class_names: Vec<String>,
+    compute: Compute,
+    kind: DataKind,
+    size: usize,
+}
+
+/// One image's answer: the top classes, most probable first.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Prediction {
+    pub path: PathBuf,
+    pub top: Vec<ClassScore>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ClassScore {
+    pub class: String,
+    pub probability: f64,
+}
+
+/// The number of classes of the classifier in a checkpoint (rows of `classifier.*.weight`),
+/// or an error saying what kind of checkpoint it is instead.
+fn classes_in(path: &Path) -> Result<i64> {
+    let stored = Tensor::read_safetensors(path)
+        .map_err(|e| TrainError::file(path, format!("cannot read checkpoint: {e}")))?;
+    let weight = stored
+        .iter()
+        .find(|(n, t)| n.starts_with("classifier.") && t.dim() == 2);
+    match weight {
+        Some((_, w)) => Ok(w.size()[0]),
+        None => {
+            let kinds: Vec<&str> = ["encoder", "projection_head", "linear_probe"]
+                .into_iter()
+                .filter(|p| stored.iter().any(|(n, _)| n.starts_with(&format!("{p}."))))
+                .collect();
+            Err(TrainError::file(
+                path,
+                format!(
+                    "holds no classifier (classifier.*){}: --checkpoint needs a \
+                     finetuned.safetensors or baseline.safetensors",
+                    if kinds.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", only {}", kinds.join(", "))
+                    }
+                ),
+            ))
+        }
+    }
+}
+
+/// Class names for a classifier of `classes` outputs: the run folder's `classes.txt` beside the
+/// checkpoint, else `data.class_names`, else `0`, `1`, ...
+pub fn class_names(checkpoint: &Path, cfg: &Config, classes: i64) -> Result<Vec<String>> {
+    let file = checkpoint
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(CLASSES_FILE);
+    let names: Vec<String> = match std::fs::read_to_string(&file) {
+        Ok(text) => text.lines().map(str::to_string).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match &cfg.data.class_names {
+            Some(n) => n.clone(),
+            None => (0..classes).map(|c| c.to_string()).collect(),
+        },
+        Err(e) => return Err(TrainError::io(&file, e)),
+    };
+    if names.len() as i64 != classes {
+        return Err(TrainError::file(
+            &file,
+            format!(
+                "names {} classes, the checkpoint's classifier has {classes}",
+                names.len()
+            ),
+        ));
+    }
+    Ok(names)
+}
+
+impl Predictor {
+    /// Loads the encoder and classifier of `path` at `cfg`'s width and image size.
+    pub fn load(cfg: &Config, compute: Compute, path: &Path) -> Result<Self> {
+        let classes = classes_in(path)?;
+        let vs = nn::VarStore::new(compute.device);
+        let enc_cfg = EncoderConfig {
+            width: cfg.model.width,
+            image_size: cfg.data.image_size as i64,
+        };
+        let classifier = Classifier::new(&vs.root(), &enc_cfg, classes)?;
+        checkpoint::load(&vs, "encoder", path)?;
+        checkpoint::load(&vs, "classifier", path)?;
+        classifier.encoder.set_memory_format(compute.format);
+        Ok(Predictor {
+            _vs: vs,
+            classifier,
+            class_names: class_names(path, cfg, classes)?,
+            compute,
+            kind: cfg.data.kind,
+            size: cfg.data.image_size,
+        })
+    }
+
+    /// The `top` most probable classes of each image file, in the order given; a file that
+    /// cannot be read or decoded gives its error in its place. Files are decoded and
+    /// classified [`FILES_PER_BATCH`] at a time.
+    pub fn predict(&self, files: &[PathBuf], top: usize) -> Vec<Result<Prediction>> {
+        files
+            .chunks(FILES_PER_BATCH)
+            .flat_map(|chunk| self.predict_batch(chunk, top))
+            .collect()
+    }
+
+    fn predict_batch(&self, files: &[PathBuf], top: usize) -> Vec<Result<Prediction>> {
+        let mut out: Vec<Option<Result<Prediction>>> = Vec::with_capacity(files.len());
+        let (mut pixels, mut good) = (Vec::new(), Vec::new());
+        for (i, f) in files.iter().enumerate() {
+            match stl10_data::load_image(f, self.kind, self.size) {
+                Ok(p) => {
+                    pixels.extend(p);
+                    good.push(i);
+                    out.push(None);
+                }
+                Err(e) => out.push(Some(Err(e.into()))),
+            }
+        }
+        if !good.is_empty() {
+            let s = self.size as i64;
+            let images = Tensor::from_slice(&pixels).view([good.len() as i64, 3, s, s]);
+            let k = top.clamp(1, self.class_names.len());
+            let probs = crate::features::of_images(&self.compute, &images, |x| {
+                self.classifier.forward_t(x, false)
+            })
+            .softmax(1, Kind::Float);
+            let (p, idx) = probs.topk(k as i64, 1, true, true);
+            let p = Vec::<f32>::try_from(p.to_device(tch::Device::Cpu).flatten(0, -1));
+            let idx = Vec::<i64>::try_from(idx.to_device(tch::Device::Cpu).flatten(0, -1));
+            for (row, &i) in good.iter().enumerate() {
+                let result = match (&p, &idx) {
+                    (Ok(p), Ok(idx)) => Ok(Prediction {
+                        path: files[i].clone(),
+                        top: (0..k)
+                            .map(|j| ClassScore {
+                                class: self.class_names[idx[row * k + j] as usize].clone(),
+                                probability: f64::from(p[row * k + j]),
+                            })
+                            .collect(),
+                    }),
+                    (Err(e), _) | (_, Err(e)) => Err(TrainError::file(&files[i], e.to_string())),
+                };
+                out[i] = Some(result);
+            }
+        }
+        out.into_iter()
+            .map(|r| r.expect("every file answered"))
+            .collect()
+    }
+}
+
+/// The image files named by `inputs`: files as given, folders searched (at any depth) for
+/// JPEG and PNG files in sorted order. A missing path or a folder without images is an error.
+pub fn image_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| TrainError::io(dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| ["jpg", "jpeg", "png"].contains(&e.to_ascii_lowercase().as_str()))
+            {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let before = files.len();
+            walk(input, &mut files)?;
+            if files.len() == before {
+                return Err(TrainError::file(input, "holds no JPEG or PNG images"));
+            }
+        } else if input.exists() {
+            files.push(input.clone());
+        } else {
+            return Err(TrainError::file(input, "no such file or folder"));
+        }
+    }
+    Ok(files)
+}
+
+/// `path,rank,class,probability` rows, one per reported class.
+pub fn to_csv(predictions: &[Prediction]) -> String {
+    let mut out = String::from("path,rank,class,probability\n");
+    for p in predictions {
+        for (rank, c) in p.top.iter().enumerate() {
+            out.push_str(&format!(
+                "{},{},{},{:.6}\n",
+                csv_field(&p.path.display().to_string()),
+                rank + 1,
+                csv_field(&c.class),
+                c.probability
+            ));
+        }
+    }
+    out
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// `[{"path": ..., "top": [{"class": ..., "probability": ...}]}]`.
+pub fn to_json(predictions: &[Prediction]) -> String {
+    serde_json::to_string_pretty(predictions).expect("plain values serialize")
+}
+
+/// An aligned table: the file, then `class (probability%)` for each reported class.
+pub fn to_table(predictions: &[Prediction]) -> String {
+    let width = predictions
+        .iter()
+        .map(|p| p.path.display().to_string().chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    let k = predictions.iter().map(|p| p.top.len()).max().unwrap_or(0);
+    let mut out = format!("{:<width$}", "image");
+    for r in 1..=k {
+        out.push_str(&format!("  {:<24}", format!("top {r}")));
+    }
+    out.push('\n');
+    for p in predictions {
+        out.push_str(&format!("{:<width$}", p.path.display().to_string()));
+        for c in &p.top {
+            out.push_str(&format!(
+                "  {:<24}",
+                format!("{} ({:.1}%)", c.class, c.probability * 100.0)
+            ));
+        }
+        out.push('\n');
+    }
+    out
+}
