@@ -8,8 +8,11 @@ use stl10_data::fixtures::{write_idx, write_idx_set, write_stl10};
 use crate::util::{ok, root_set, stderr};
 
 /// Runs `simclr-cli` on the CPU without the other helpers' `--threads 1`, so a case can set it.
+/// It runs in the system's temporary folder: a case that wrongly succeeded would write its
+/// default `runs/latest` there, not into the source tree.
 fn run(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_simclr-cli"))
+        .current_dir(std::env::temp_dir())
         .args(args)
         .args(["--device", "cpu"])
         .output()
@@ -461,6 +464,90 @@ fn every_bad_input_exits_1_naming_the_culprit_without_a_panic() {
         },
         &["encoder-only.safetensors", "classifier"],
     );
+
+    // --- using a trained model: predict, embed, knn, sweep ---
+    let encoder_only = t.join("encoder-only.safetensors");
+    let picture = t.join("picture.png");
+    image::RgbImage::new(40, 30).save(&picture).unwrap();
+    add(
+        "predict with an encoder instead of a classifier",
+        with(
+            &["predict", "--checkpoint", &s(&encoder_only), &s(&picture)],
+            &sets,
+        ),
+        &[
+            "--checkpoint",
+            "encoder-only.safetensors",
+            "holds no classifier",
+        ],
+    );
+    add(
+        "predict a missing image",
+        with(
+            &[
+                "predict",
+                "--checkpoint",
+                &s(&baseline),
+                &s(&t.join("gone.png")),
+            ],
+            &sets,
+        ),
+        &["gone.png", "no such file"],
+    );
+    let empty_dir = t.join("no-images");
+    std::fs::create_dir_all(&empty_dir).unwrap();
+    add(
+        "predict a folder without images",
+        with(
+            &["predict", "--checkpoint", &s(&baseline), &s(&empty_dir)],
+            &sets,
+        ),
+        &["no-images", "holds no JPEG or PNG"],
+    );
+    add(
+        "embed an unknown split",
+        with(
+            &[
+                "embed",
+                "--encoder",
+                &s(&baseline),
+                "--split",
+                "val",
+                "--out",
+                &s(&t.join("f.npy")),
+            ],
+            &sets,
+        ),
+        &["--split", "'val'"],
+    );
+    add(
+        "knn with a file without an encoder",
+        with(&["knn", "--encoder", &s(&picture)], &sets),
+        &["picture.png", "cannot read checkpoint"],
+    );
+    for (list, words) in [
+        (
+            "21",
+            &["--labels-per-class", "21 is more than the data has"][..],
+        ),
+        ("5,x", &["--labels-per-class", "'x'"][..]),
+        ("0", &["--labels-per-class", "at least 1"][..]),
+    ] {
+        add(
+            "sweep with a bad label budget",
+            with(
+                &[
+                    "sweep",
+                    "--labels-per-class",
+                    list,
+                    "--out",
+                    &s(&t.join("sw")),
+                ],
+                &sets,
+            ),
+            words,
+        );
+    }
     add(
         "checkpoint missing",
         with(

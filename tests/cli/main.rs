@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod data;
+mod eval;
 mod resume;
 mod train;
 mod util;

@@ -97,10 +97,75 @@ pub enum Command {
         #[arg(long, value_name = "PATH", required_unless_present = "resume")]
         encoder: Option<PathBuf>,
     },
-    /// Test loss and accuracy of a classifier checkpoint (baseline or finetuned.safetensors).
+    /// Test loss and accuracy of a classifier checkpoint (baseline or finetuned.safetensors);
+    /// without --config, the run folder's config.toml beside it is used.
     Evaluate {
         #[arg(long, value_name = "PATH")]
         checkpoint: PathBuf,
+    },
+    /// Weighted kNN accuracy (k = eval.knn_k, votes exp(sim / eval.knn_temperature)) of an
+    /// encoder's features: test images against the labeled training images.
+    Knn {
+        /// A safetensors file holding `encoder.*` (a run's encoder.safetensors); without
+        /// --config, the run folder's config.toml beside it is used.
+        #[arg(long, value_name = "PATH")]
+        encoder: PathBuf,
+    },
+    /// Label-efficiency sweep: one pretraining (or --encoder), then for each budget of labels
+    /// per class a baseline, a fine-tuning, a linear probe and kNN on the same labeled subset.
+    Sweep {
+        /// Budgets of labels per class, comma-separated; `all` is every label.
+        #[arg(long, value_name = "N,N,...", default_value = "10,25,50,100,all")]
+        labels_per_class: String,
+        /// Evaluate this encoder.safetensors instead of pretraining one.
+        #[arg(long, value_name = "PATH")]
+        encoder: Option<PathBuf>,
+        /// Output folder: the pretraining run, labels-<N>/ run folders, sweep.csv, sweep.json,
+        /// label_efficiency.png, report.md.
+        #[arg(long, default_value = "runs/sweep")]
+        out: PathBuf,
+        /// Hide the progress bars.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Write an encoder's features of one split as float32 [N, D] .npy (and labels.npy).
+    Embed {
+        /// A safetensors file holding `encoder.*`; without --config, the run folder's
+        /// config.toml beside it is used.
+        #[arg(long, value_name = "PATH")]
+        encoder: PathBuf,
+        /// Which split: train, test or unlabeled.
+        #[arg(long, default_value = "test")]
+        split: String,
+        /// Features after the projection head (projection_head.safetensors beside the encoder).
+        #[arg(long)]
+        projection: bool,
+        /// The features file.
+        #[arg(long, default_value = "feats.npy")]
+        out: PathBuf,
+        /// The labels file (default: labels.npy beside --out); not written for unlabeled images.
+        #[arg(long, value_name = "PATH")]
+        labels_out: Option<PathBuf>,
+        /// Also draw embedding.png (PCA of these features by class) beside --out.
+        #[arg(long)]
+        plot: bool,
+    },
+    /// Classify image files (JPEG, PNG, any size) with a classifier checkpoint: top classes
+    /// and their probabilities. Unreadable files are reported and skipped (exit 1 at the end).
+    Predict {
+        /// finetuned.safetensors or baseline.safetensors; without --config, the run folder's
+        /// config.toml and classes.txt beside it are used.
+        #[arg(long, value_name = "PATH")]
+        checkpoint: PathBuf,
+        /// Image files, or folders searched for JPEG and PNG files.
+        #[arg(value_name = "IMAGE_OR_FOLDER", required = true)]
+        inputs: Vec<PathBuf>,
+        /// How many classes per image.
+        #[arg(long, default_value_t = 3)]
+        top: usize,
+        /// table (aligned text), csv or json.
+        #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
+        format: String,
     },
     /// Write the seed's grid of original, weakly and strongly augmented training images.
     AugmentPreview {
@@ -137,8 +202,24 @@ impl Command {
             Command::Finetune { .. } => "finetune",
             Command::Evaluate { .. } => "evaluate",
             Command::AugmentPreview { .. } => "augment-preview",
+            Command::Knn { .. } => "knn",
+            Command::Sweep { .. } => "sweep",
+            Command::Embed { .. } => "embed",
+            Command::Predict { .. } => "predict",
             Command::Bench { .. } => "bench",
             Command::Data { .. } => "data",
+        }
+    }
+
+    /// The model file of a command that reads one trained model: its folder's `config.toml`
+    /// is the base configuration when `--config` is not given.
+    pub fn model_file(&self) -> Option<&std::path::Path> {
+        match self {
+            Command::Knn { encoder, .. } | Command::Embed { encoder, .. } => Some(encoder),
+            Command::Predict { checkpoint, .. } | Command::Evaluate { checkpoint } => {
+                Some(checkpoint)
+            }
+            _ => None,
         }
     }
 

@@ -89,7 +89,12 @@ fn load_config(cli: &Cli) -> anyhow::Result<train::Config> {
             }
             Some(saved)
         }
-        (None, None) => None,
+        (None, None) => cli
+            .command
+            .model_file()
+            .and_then(|f| f.parent())
+            .map(|d| d.join("config.toml"))
+            .filter(|c| c.is_file()),
     };
     Ok(train::Config::load(
         base.as_deref(),
@@ -129,6 +134,48 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::AugmentPreview { count, out } => {
             commands::train::augment_preview(&cfg, count, &out)
         }
+        Command::Knn { encoder } => commands::eval::knn(&cfg, device, &encoder),
+        Command::Sweep {
+            labels_per_class,
+            encoder,
+            out,
+            no_progress,
+        } => {
+            progress::stop_on_signals();
+            let mut shown = Progress::new(!no_progress && std::io::stderr().is_terminal(), quiet);
+            commands::eval::sweep(
+                &cfg,
+                device,
+                &labels_per_class,
+                encoder.as_deref(),
+                &out,
+                &mut shown,
+            )
+        }
+        Command::Embed {
+            encoder,
+            split,
+            projection,
+            out,
+            labels_out,
+            plot,
+        } => {
+            let labels = labels_out.unwrap_or_else(|| out.with_file_name("labels.npy"));
+            let picture = out.with_file_name("embedding.png");
+            let export = train::embed::Export {
+                split: &split,
+                features: &out,
+                labels: &labels,
+                plot: plot.then_some(picture.as_path()),
+            };
+            commands::eval::embed(&cfg, device, &encoder, projection, &export)
+        }
+        Command::Predict {
+            checkpoint,
+            inputs,
+            top,
+            format,
+        } => commands::eval::predict(&cfg, device, &checkpoint, &inputs, top, &format),
         Command::Bench { steps, warmup } => commands::train::bench(&cfg, device, steps, warmup),
         Command::Info => {
             print!(

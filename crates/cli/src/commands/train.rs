@@ -71,6 +71,14 @@ pub fn run(
             best * 100.0
         );
     }
+    if let Some(best) = experiment::best_knn(&histories) {
+        println!(
+            "Maximal kNN accuracy: {:.2}% ({}, k = {})",
+            best * 100.0,
+            experiment::KNN_LABEL,
+            cfg.eval.knn_k
+        );
+    }
     Ok(())
 }
 

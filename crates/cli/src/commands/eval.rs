@@ -1,0 +1,130 @@
+//! The commands that use a trained representation: kNN, the label-efficiency sweep,
+//! embeddings and prediction.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use tch::Device;
+use train::Config;
+use train::experiment::Prepared;
+use train::features::FrozenEncoder;
+use train::predict::{self, Predictor};
+use train::runtime::Compute;
+use train::sweep::{self, Budget, SweepPlan};
+
+use crate::progress::Progress;
+
+pub fn knn(cfg: &Config, device: Device, encoder: &Path) -> Result<()> {
+    let prep = Prepared::new(cfg, device)?;
+    let frozen = FrozenEncoder::load(cfg, prep.compute, encoder, None)?;
+    let knn = cfg.eval.knn();
+    let acc = frozen.knn_accuracy(&prep.ds, &knn)?;
+    println!(
+        "val_knn_acc: {acc:.4} (k = {}, t = {}, {} bank images, {} queries)",
+        knn.k,
+        knn.temperature,
+        prep.ds.train.len(),
+        prep.ds.test.len()
+    );
+    println!("kNN accuracy: {:.2}%", acc * 100.0);
+    Ok(())
+}
+
+pub fn sweep(
+    cfg: &Config,
+    device: Device,
+    budgets: &str,
+    encoder: Option<&Path>,
+    out: &Path,
+    progress: &mut Progress,
+) -> Result<()> {
+    let budgets = Budget::parse_list(budgets)?;
+    let plan = SweepPlan {
+        budgets: &budgets,
+        encoder,
+        out,
+    };
+    let rows = sweep::run(cfg, device, &plan, progress)?;
+    println!("sweep folder: {}", out.display());
+    println!(
+        "{:>16} {:>8} {:>10} {:>10} {:>10} {:>10}",
+        "labels/class", "labels", "baseline", "finetuned", "linear", "knn"
+    );
+    for r in rows {
+        println!(
+            "{:>16} {:>8} {:>9.2}% {:>9.2}% {:>9.2}% {:>9.2}%",
+            r.labels_per_class,
+            r.labels,
+            r.baseline * 100.0,
+            r.finetuned * 100.0,
+            r.linear * 100.0,
+            r.knn * 100.0
+        );
+    }
+    Ok(())
+}
+
+pub fn embed(
+    cfg: &Config,
+    device: Device,
+    encoder: &Path,
+    projection: bool,
+    export: &train::embed::Export,
+) -> Result<()> {
+    if !["train", "test", "unlabeled"].contains(&export.split) {
+        bail!(train::ConfigError::Invalid {
+            key: "--split".into(),
+            message: format!("'{}' is not one of train, test, unlabeled", export.split),
+        });
+    }
+    let head = projection.then(|| encoder.with_file_name("projection_head.safetensors"));
+    let ds = stl10_data::load(&cfg.data, cfg.runtime.seed)?;
+    let frozen = FrozenEncoder::load(cfg, Compute::new(cfg, device), encoder, head.as_deref())?;
+    let ([n, d], labeled) = train::embed::export(&frozen, &ds, export)?;
+    println!("wrote {} ([{n}, {d}] float32)", export.features.display());
+    if labeled {
+        println!("wrote {} ([{n}] int64)", export.labels.display());
+    }
+    if let Some(p) = export.plot {
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+pub fn predict(
+    cfg: &Config,
+    device: Device,
+    checkpoint: &Path,
+    inputs: &[PathBuf],
+    top: usize,
+    format: &str,
+) -> Result<()> {
+    let predictor = Predictor::load(cfg, Compute::new(cfg, device), checkpoint)?;
+    let files = predict::image_files(inputs)?;
+    let (mut good, mut failed) = (Vec::new(), 0usize);
+    for result in predictor.predict(&files, top) {
+        match result {
+            Ok(p) => good.push(p),
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {e} (skipped)");
+            }
+        }
+    }
+    let text = match format {
+        "csv" => predict::to_csv(&good),
+        "json" => predict::to_json(&good) + "\n",
+        _ => predict::to_table(&good),
+    };
+    print!("{text}");
+    if failed > 0 {
+        bail!(train::TrainError::File {
+            path: PathBuf::from("predict"),
+            problem: format!(
+                "{failed} of {} images could not be read (reported above)",
+                files.len()
+            ),
+        });
+    }
+    Ok(())
+}
