@@ -73,7 +73,7 @@ fn classes_in(path: &Path) -> Result<i64> {
 }
 
 /// Class names for a classifier of `classes` outputs: the run folder's `classes.txt` beside the
-/// checkpoint, else `data.class_names`, else `0`, `1`, ...
+/// checkpoint, else `data.class_names`, else STL-10's `class_names.txt`, else `0`, `1`, ...
 pub fn class_names(checkpoint: &Path, cfg: &Config, classes: i64) -> Result<Vec<String>> {
     let file = checkpoint
         .parent()
@@ -81,9 +81,18 @@ pub fn class_names(checkpoint: &Path, cfg: &Config, classes: i64) -> Result<Vec<
         .join(CLASSES_FILE);
     let names: Vec<String> = match std::fs::read_to_string(&file) {
         Ok(text) => text.lines().map(str::to_string).collect(),
+        // A run folder from before classes.txt existed.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => match &cfg.data.class_names {
             Some(n) => n.clone(),
-            None => (0..classes).map(|c| c.to_string()).collect(),
+            None => {
+                let stl10 = stl10_data::stl10::binary_dir(&cfg.data.root).join("class_names.txt");
+                match cfg.data.kind {
+                    DataKind::Stl10 if stl10.is_file() => {
+                        stl10_data::stl10::read_class_names(&stl10)?
+                    }
+                    _ => (0..classes).map(|c| c.to_string()).collect(),
+                }
+            }
         },
         Err(e) => return Err(TrainError::io(&file, e)),
     };
@@ -272,4 +281,83 @@ pub fn to_table(predictions: &[Prediction]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answers() -> Vec<Prediction> {
+        let score = |class: &str, probability| ClassScore {
+            class: class.into(),
+            probability,
+        };
+        vec![
+            Prediction {
+                path: "a/cat, small.png".into(),
+                top: vec![score("cat", 0.75), score("dog \"big\"", 0.25)],
+            },
+            Prediction {
+                path: "b.jpg".into(),
+                top: vec![score("dog \"big\"", 0.5), score("cat", 0.125)],
+            },
+        ]
+    }
+
+    #[test]
+    fn csv_quotes_fields_and_lists_every_rank() {
+        assert_eq!(
+            to_csv(&answers()),
+            "path,rank,class,probability\n\
+             \"a/cat, small.png\",1,cat,0.750000\n\
+             \"a/cat, small.png\",2,\"dog \"\"big\"\"\",0.250000\n\
+             b.jpg,1,\"dog \"\"big\"\"\",0.500000\n\
+             b.jpg,2,cat,0.125000\n"
+        );
+    }
+
+    #[test]
+    fn json_and_table_carry_the_same_answers() {
+        let json: serde_json::Value = serde_json::from_str(&to_json(&answers())).unwrap();
+        assert_eq!(json[1]["path"], "b.jpg");
+        assert_eq!(json[0]["top"][1]["probability"], 0.25);
+        let table = to_table(&answers());
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[0].starts_with("image") && lines[0].contains("top 2"),
+            "{table}"
+        );
+        assert!(
+            lines[1].starts_with("a/cat, small.png  cat (75.0%)"),
+            "{table}"
+        );
+        // Columns line up: the first class starts at the same place on every row.
+        assert_eq!(lines[2].find("dog"), lines[1].find("cat ("), "{table}");
+    }
+
+    #[test]
+    fn inputs_expand_folders_and_name_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("x/y");
+        std::fs::create_dir_all(&sub).unwrap();
+        for f in ["b.PNG", "a.jpg", "notes.txt"] {
+            std::fs::write(dir.path().join("x").join(f), b"").unwrap();
+        }
+        std::fs::write(sub.join("c.jpeg"), b"").unwrap();
+        let files = image_files(&[dir.path().join("x")]).unwrap();
+        let names: Vec<String> = files
+            .iter()
+            .map(|f| f.strip_prefix(dir.path()).unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["x/a.jpg", "x/b.PNG", "x/y/c.jpeg"]);
+        let e = image_files(&[dir.path().join("gone.png")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gone.png") && e.contains("no such file"), "{e}");
+        std::fs::create_dir_all(dir.path().join("empty")).unwrap();
+        let e = image_files(&[dir.path().join("empty")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("holds no JPEG or PNG"), "{e}");
+    }
 }

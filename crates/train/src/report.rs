@@ -87,6 +87,8 @@ pub fn line_plot(
         chart
             .configure_mesh()
             .x_desc("epochs")
+            // One label per epoch (at most 20), so short runs do not repeat rounded labels.
+            .x_labels((epochs as usize).min(20))
             .x_label_formatter(&|x| format!("{x:.0}"))
             .y_desc(y_label)
             .label_style(("sans-serif", 15))
