@@ -191,6 +191,11 @@ impl RunDir {
         self.path.join(name)
     }
 
+    /// `classes.txt`: the class names in label order, one per line (what `predict` prints).
+    pub fn write_classes(&self, names: &[String]) -> Result<()> {
+        write_file(&self.file(CLASSES_FILE), names.join("\n") + "\n")
+    }
+
     fn save_history(&self, h: &History) -> Result<()> {
         write_file(&self.file(&format!("{}.csv", h.run)), h.to_csv())?;
         write_file(&self.file(&format!("{}.json", h.run)), h.to_json())

@@ -265,22 +265,26 @@ pub fn to_table(predictions: &[Prediction]) -> String {
         .unwrap_or(0)
         .max(5);
     let k = predictions.iter().map(|p| p.top.len()).max().unwrap_or(0);
-    let mut out = format!("{:<width$}", "image");
+    let mut lines = Vec::with_capacity(predictions.len() + 1);
+    let mut head = format!("{:<width$}", "image");
     for r in 1..=k {
-        out.push_str(&format!("  {:<24}", format!("top {r}")));
+        head.push_str(&format!("  {:<24}", format!("top {r}")));
     }
-    out.push('\n');
+    lines.push(head);
     for p in predictions {
-        out.push_str(&format!("{:<width$}", p.path.display().to_string()));
+        let mut line = format!("{:<width$}", p.path.display().to_string());
         for c in &p.top {
-            out.push_str(&format!(
+            line.push_str(&format!(
                 "  {:<24}",
                 format!("{} ({:.1}%)", c.class, c.probability * 100.0)
             ));
         }
-        out.push('\n');
+        lines.push(line);
     }
-    out
+    lines
+        .iter()
+        .map(|l| l.trim_end().to_string() + "\n")
+        .collect()
 }
 
 #[cfg(test)]

@@ -255,6 +255,7 @@ impl Shared<'_> {
         };
         let budget_prep = Prepared::with_dataset(&budget_cfg, device, ds)?;
         let dir = RunDir::create(&out.join(format!("labels-{}", budget.name())), &budget_cfg)?;
+        dir.write_classes(&full.class_names)?;
         let baseline = experiment::baseline(&budget_cfg, &budget_prep, &dir, obs)?;
         let finetuned = experiment::finetune(&budget_cfg, &budget_prep, encoder, &dir, obs)?;
         experiment::write_report(&budget_cfg, &budget_prep, &dir)?;
