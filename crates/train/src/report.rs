@@ -95,43 +95,74 @@ pub fn line_plot(
             .axis_desc_style(("sans-serif", 18))
             .draw()
             .map_err(|e| draw_err(path, e))?;
-        for (i, (name, values)) in series.iter().enumerate() {
-            let color = COLORS[i % COLORS.len()];
-            let points: Vec<(f64, f64)> = values
-                .iter()
-                .enumerate()
-                .map(|(e, v)| ((e + 1) as f64, *v))
-                .filter(|p| p.1.is_finite())
-                .collect();
-            chart
-                .draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))
-                .map_err(|e| draw_err(path, e))?
-                .label(*name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
-                });
-            chart
-                .draw_series(
-                    points
-                        .into_iter()
-                        .map(|p| Circle::new(p, 3, color.filled())),
-                )
-                .map_err(|e| draw_err(path, e))?;
-        }
-        chart
-            .configure_series_labels()
-            .label_font(("sans-serif", 16))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(match legend {
-                Legend::LowerRight => SeriesLabelPosition::LowerRight,
-                Legend::UpperRight => SeriesLabelPosition::UpperRight,
+        let lines: Vec<(&str, Vec<(f64, f64)>)> = series
+            .iter()
+            .map(|(name, values)| {
+                let points = values
+                    .iter()
+                    .enumerate()
+                    .map(|(e, v)| ((e + 1) as f64, *v))
+                    .collect();
+                (*name, points)
             })
-            .draw()
-            .map_err(|e| draw_err(path, e))?;
+            .collect();
+        let position = match legend {
+            Legend::LowerRight => SeriesLabelPosition::LowerRight,
+            Legend::UpperRight => SeriesLabelPosition::UpperRight,
+        };
+        draw_lines(&mut chart, path, &lines, &COLORS, 3, position)?;
         root.present().map_err(|e| draw_err(path, e))?;
     }
     save_rgb(path, w, h, buf)
+}
+
+/// Draws each `(name, points)` of `series` as a line with dots (radius `dot`) in `colors` (in
+/// turn), skipping points that are not finite or not on the axes, and the legend at `position`.
+fn draw_lines<'a, DB, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    path: &Path,
+    series: &[(&str, Vec<(f64, f64)>)],
+    colors: &[RGBColor],
+    dot: i32,
+    position: SeriesLabelPosition,
+) -> Result<()>
+where
+    DB: DrawingBackend + 'a,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for (i, (name, points)) in series.iter().enumerate() {
+        let color = colors[i % colors.len()];
+        let range = chart.x_range();
+        let points: Vec<(f64, f64)> = points
+            .iter()
+            .copied()
+            .filter(|p| p.1.is_finite() && p.0 >= range.start && p.0 <= range.end)
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))
+            .map_err(|e| draw_err(path, e))?
+            .label(*name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
+            });
+        chart
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, dot, color.filled())),
+            )
+            .map_err(|e| draw_err(path, e))?;
+    }
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 16))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(position)
+        .draw()
+        .map_err(|e| draw_err(path, e))?;
+    Ok(())
 }
 
 /// Accuracy against labels per class on a logarithmic axis, one line per method (`series`:
@@ -172,36 +203,14 @@ pub fn efficiency_plot(path: &Path, title: &str, series: &[(&str, Vec<(f64, f64)
             .axis_desc_style(("sans-serif", 18))
             .draw()
             .map_err(|e| draw_err(path, e))?;
-        for (i, (name, points)) in series.iter().enumerate() {
-            let color = CLASS_COLORS[i % CLASS_COLORS.len()];
-            let points: Vec<(f64, f64)> = points
-                .iter()
-                .copied()
-                .filter(|p| p.0 > 0.0 && p.1.is_finite())
-                .collect();
-            chart
-                .draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))
-                .map_err(|e| draw_err(path, e))?
-                .label(*name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
-                });
-            chart
-                .draw_series(
-                    points
-                        .into_iter()
-                        .map(|p| Circle::new(p, 4, color.filled())),
-                )
-                .map_err(|e| draw_err(path, e))?;
-        }
-        chart
-            .configure_series_labels()
-            .label_font(("sans-serif", 16))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(|e| draw_err(path, e))?;
+        draw_lines(
+            &mut chart,
+            path,
+            series,
+            &CLASS_COLORS,
+            4,
+            SeriesLabelPosition::LowerRight,
+        )?;
         root.present().map_err(|e| draw_err(path, e))?;
     }
     save_rgb(path, w, h, buf)
