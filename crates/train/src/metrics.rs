@@ -110,20 +110,30 @@ impl History {
         self.series(metric).into_iter().reduce(f64::max)
     }
 
-    /// `epoch,<metrics...>,train_seconds,images_per_second`, one row per epoch.
+    /// `epoch,<metrics...>,train_seconds,images_per_second`, one row per epoch. The columns are
+    /// every metric any epoch has, in the order they first appear; an epoch without one (a run
+    /// resumed with the kNN monitor switched on, say) leaves its cell empty.
     pub fn to_csv(&self) -> String {
         let mut out = String::new();
-        let Some(first) = self.epochs.first() else {
+        if self.epochs.is_empty() {
             return out;
-        };
-        let names: Vec<&str> = first.metrics.iter().map(|(k, _)| k.as_str()).collect();
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for (k, _) in self.epochs.iter().flat_map(|e| &e.metrics) {
+            if !names.contains(&k.as_str()) {
+                names.push(k);
+            }
+        }
         let _ = writeln!(
             out,
             "epoch,{},train_seconds,images_per_second",
             names.join(",")
         );
         for e in &self.epochs {
-            let vals: Vec<String> = e.metrics.iter().map(|(_, v)| format!("{v}")).collect();
+            let vals: Vec<String> = names
+                .iter()
+                .map(|n| e.get(n).map(|v| format!("{v}")).unwrap_or_default())
+                .collect();
             let _ = writeln!(
                 out,
                 "{},{},{},{}",
@@ -173,6 +183,17 @@ mod tests {
             "epoch,loss,val_acc,train_seconds,images_per_second"
         );
         assert_eq!(csv.lines().nth(2).unwrap(), "2,0.5,0.6,1.5,100");
+        // A metric that appears later gets its column, empty where an epoch lacks it.
+        let mut later = h.clone();
+        later.epochs[2].metrics.push(("val_knn_acc".into(), 0.5));
+        let csv = later.to_csv();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(
+            lines[0],
+            "epoch,loss,val_acc,val_knn_acc,train_seconds,images_per_second"
+        );
+        assert_eq!(lines[1], "1,1,0.2,,1.5,100");
+        assert_eq!(lines[3], "3,0.3333333333333333,0.4,0.5,1.5,100");
         let json: serde_json::Value = serde_json::from_str(&h.to_json()).unwrap();
         assert_eq!(json["epochs"][1]["val_acc"], 0.6);
         assert_eq!(json["run"], "baseline");
