@@ -41,7 +41,8 @@ fn fixture(dir: &Path, train: usize) -> Vec<String> {
         "baseline.epochs=1".into(),
         "pretrain.epochs=2".into(),
         "finetune.epochs=1".into(),
-        "eval.linear_steps=20".into(),
+        "eval.linear_epochs=5".into(),
+        "eval.linear_min_steps=20".into(),
     ]
 }
 

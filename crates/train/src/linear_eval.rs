@@ -21,8 +21,10 @@ pub struct LinearScore {
     pub test_acc: f64,
 }
 
-/// Trains Dense(classes) on `train` `[N, D]` / `train_labels` `[N]` for `cfg.linear_steps`
-/// steps of `cfg.linear_batch_size` features and returns its accuracy on `test` /
+/// Trains Dense(classes) on `train` `[N, D]` / `train_labels` `[N]` for `cfg.linear_epochs`
+/// passes (and at least `cfg.linear_min_steps` steps) in batches of `cfg.linear_batch_size`
+/// features (a pass drops its last partial batch; fewer features than a batch make one
+/// batch) and returns its accuracy on `test` /
 /// `test_labels`. Everything stays on the features' device.
 pub fn evaluate(
     cfg: &EvalConfig,
@@ -50,7 +52,8 @@ pub fn evaluate(
     // Sum and count of the losses of the current pass, on the device.
     let mut last = (Tensor::zeros([], (Kind::Double, device)), 0usize);
     let labels = train_labels.to_kind(Kind::Int64);
-    for _ in 0..cfg.linear_steps {
+    let steps = (cfg.linear_epochs * (n / batch).max(1)).max(cfg.linear_min_steps);
+    for _ in 0..steps {
         if at + batch > n {
             pass += 1;
             order = stl10_data::permutation(n, order_seed, pass, stl10_data::Stream::Supervised)
@@ -111,7 +114,8 @@ mod tests {
                 learning_rate: 1e-2,
                 ..Default::default()
             },
-            linear_steps: 300,
+            linear_epochs: 300,
+            linear_min_steps: 1,
             ..EvalConfig::default()
         };
         let s = evaluate(&cfg, 5, (&xa, &ya), (&xb, &yb), 4).unwrap();
