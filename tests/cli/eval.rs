@@ -145,8 +145,8 @@ fn embed_writes_npy_files_numpy_can_read() {
     assert!(image::open(dir.path().join("e/embedding.png")).is_ok());
 
     // The projection head's outputs, of the unlabeled split: no labels file.
-    let proj = dir.path().join("p/unlabeled.npy");
-    std::fs::create_dir_all(proj.parent().unwrap()).unwrap();
+    // Into a folder that does not exist yet.
+    let proj = dir.path().join("p/q/unlabeled.npy");
     ok(&[
         "embed",
         "--encoder",
@@ -163,7 +163,7 @@ fn embed_writes_npy_files_numpy_can_read() {
         p.iter().any(|v| *v < 0.0),
         "the head's last layer has no ReLU"
     );
-    assert!(!dir.path().join("p/labels.npy").exists());
+    assert!(!dir.path().join("p/q/labels.npy").exists());
 
     let bad = run(&["embed", "--encoder", &s(&encoder), "--split", "validation"]);
     assert_eq!(bad.status.code(), Some(1));

@@ -45,6 +45,14 @@ pub fn export(encoder: &FrozenEncoder, ds: &Dataset, what: &Export) -> Result<([
             ),
         ));
     }
+    for file in [Some(what.features), Some(what.labels), what.plot]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+        }
+    }
     let feats = encoder.split(split);
     write_features(what.features, &feats)?;
     let labels = features::labels(split, Device::Cpu);
@@ -52,11 +60,20 @@ pub fn export(encoder: &FrozenEncoder, ds: &Dataset, what: &Export) -> Result<([
         write_labels(what.labels, l)?;
     }
     if let Some(path) = what.plot {
+        let subject = format!(
+            "{}{} split",
+            what.split[..1].to_uppercase(),
+            &what.split[1..]
+        );
+        let subject = match encoder.head {
+            Some(_) => format!("{subject}, projection-head"),
+            None => format!("{subject}, encoder"),
+        };
         match &labels {
-            Some(l) => plot(&feats, l, &ds.class_names, path)?,
+            Some(l) => plot(&feats, l, &ds.class_names, &subject, path)?,
             None => {
                 let zeros = Tensor::zeros([split.len() as i64], (Kind::Int64, Device::Cpu));
-                plot(&feats, &zeros, &["unlabeled".to_string()], path)?
+                plot(&feats, &zeros, &["unlabeled".to_string()], &subject, path)?
             }
         }
     }
@@ -140,12 +157,19 @@ pub fn plot_test_split(encoder: &FrozenEncoder, ds: &Dataset, path: &Path) -> Re
     let feats = encoder.split(&subset);
     let labels = features::labels(&subset, Device::Cpu)
         .ok_or_else(|| TrainError::file(path, "the test split has no labels"))?;
-    plot(&feats, &labels, &ds.class_names, path)
+    plot(&feats, &labels, &ds.class_names, "Test-set", path)
 }
 
 /// [`plot_test_split`] on given features and labels (at most [`MAX_PLOT_POINTS`] of them, an
 /// even stride through the rows).
-pub fn plot(features: &Tensor, labels: &Tensor, class_names: &[String], path: &Path) -> Result<()> {
+/// `subject` names the features in the title (`Test-set`).
+pub fn plot(
+    features: &Tensor,
+    labels: &Tensor,
+    class_names: &[String],
+    subject: &str,
+    path: &Path,
+) -> Result<()> {
     let n = features.size()[0];
     let stride = (n as usize).div_ceil(MAX_PLOT_POINTS).max(1) as i64;
     let rows = Tensor::arange_start_step(0, n, stride, (Kind::Int64, features.device()));
@@ -160,7 +184,7 @@ pub fn plot(features: &Tensor, labels: &Tensor, class_names: &[String], path: &P
         .collect();
     scatter_plot(
         path,
-        &format!("Test-set features, PCA ({} images)", points.len()),
+        &format!("{subject} features, PCA ({} images)", points.len()),
         (
             &format!("PC 1 ({:.0}% of variance)", ratio[0] * 100.0),
             &format!("PC 2 ({:.0}% of variance)", ratio[1] * 100.0),
