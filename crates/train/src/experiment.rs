@@ -309,10 +309,7 @@ pub fn write_overview(cfg: &Config, prep: &Prepared, dir: &RunDir, count: usize)
         classifier.classifier.summary()
     );
     write_file(&dir.file("summary.txt"), text)?;
-    write_file(
-        &dir.file(CLASSES_FILE),
-        prep.ds.class_names.join("\n") + "\n",
-    )?;
+    dir.write_classes(&prep.ds.class_names)?;
     augmentation_grid(cfg, &prep.ds, count, &dir.file("augmentations.png"))
 }
 
