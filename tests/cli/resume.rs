@@ -230,3 +230,55 @@ fn a_diverged_run_stops_with_exit_1_and_resumes_with_a_lower_rate() {
     ]);
     assert_eq!(history_epochs(&out, "baseline"), 2);
 }
+
+#[test]
+fn a_sweep_stopped_in_its_pretraining_says_how_to_go_on_and_that_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let sets = fixture(dir.path());
+    let out = dir.path().join("sweep");
+    let out_s = out.to_str().unwrap();
+    let quick = ["--set", "baseline.epochs=1", "--set", "finetune.epochs=1"];
+    let mut child = spawn(
+        &args(
+            &[
+                &["sweep", "--labels-per-class", "1", "--out", out_s],
+                &["--set", "pretrain.epochs=3"][..],
+                &quick[..],
+            ]
+            .concat(),
+            &sets,
+        ),
+        None,
+    );
+    wait_for(&out.join("state/pretraining.json"), &mut child);
+    signal(&child, libc::SIGINT);
+    let done = child.wait_with_output().unwrap();
+    let err = stderr(&done);
+    assert_eq!(done.status.code(), Some(130), "{err}");
+    let hint = format!(
+        "continue with: simclr-cli pretrain --resume {out_s}, then simclr-cli sweep --encoder \
+         {out_s}/encoder.safetensors"
+    );
+    assert!(err.contains(&hint), "{err}");
+    ok(&["pretrain", "--resume", out_s]);
+    assert_eq!(history_epochs(&out, "pretraining"), 3);
+    let encoder = out.join("encoder.safetensors");
+    let again = dir.path().join("again");
+    ok(&args(
+        &[
+            &[
+                "sweep",
+                "--labels-per-class",
+                "1",
+                "--encoder",
+                encoder.to_str().unwrap(),
+                "--out",
+                again.to_str().unwrap(),
+            ][..],
+            &quick[..],
+        ]
+        .concat(),
+        &sets,
+    ));
+    assert!(again.join("sweep.csv").is_file());
+}

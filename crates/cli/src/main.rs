@@ -45,11 +45,18 @@ fn main() -> ExitCode {
     init_tracing(cli.global.verbose, cli.global.quiet);
     let command = cli.command.name();
     let folder = cli.command.run_args().map(|r| r.folder().to_path_buf());
+    let sweep_out = match &cli.command {
+        Command::Sweep { out, .. } => Some(out.clone()),
+        _ => None,
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {}", message(&err));
             if let Some(hint) = folder.and_then(|f| resume_hint(&err, command, &f)) {
+                eprintln!("{hint}");
+            }
+            if let Some(hint) = sweep_out.and_then(|out| sweep_hint(&err, &out)) {
                 eprintln!("{hint}");
             }
             ExitCode::from(exit_code(&err))
@@ -228,6 +235,19 @@ fn resume_hint(err: &anyhow::Error, command: &str, dir: &std::path::Path) -> Opt
                  {table}.optimizer.learning_rate=..."
             ))
         }
+        _ => None,
+    })
+}
+
+/// How to continue a sweep stopped during its pretraining: the sweep itself starts over, but
+/// the pretraining resumes from its checkpoint and the sweep can take its encoder.
+fn sweep_hint(err: &anyhow::Error, out: &std::path::Path) -> Option<String> {
+    err.chain().find_map(|e| match e.downcast_ref()? {
+        train::TrainError::Interrupted { run, .. } if run == "pretraining" => Some(format!(
+            "continue with: simclr-cli pretrain --resume {dir}, then simclr-cli sweep --encoder \
+             {dir}/encoder.safetensors ...",
+            dir = out.display()
+        )),
         _ => None,
     })
 }
