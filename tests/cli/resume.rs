@@ -68,6 +68,18 @@ fn signal(child: &Child, sig: libc::c_int) {
     assert_eq!(rc, 0);
 }
 
+/// Sends SIGINT to `child` once the pretraining in `run` has written its first checkpoint, and
+/// returns its stderr after checking it stopped with 130 and without a panic.
+fn ctrl_c_after_first_checkpoint(run: &Path, mut child: Child) -> String {
+    wait_for(&run.join("state/pretraining.json"), &mut child);
+    signal(&child, libc::SIGINT);
+    let done = child.wait_with_output().unwrap();
+    let err = stderr(&done);
+    assert_eq!(done.status.code(), Some(130), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
 fn history_epochs(run: &Path, name: &str) -> usize {
     let text = std::fs::read_to_string(run.join(format!("{name}.json"))).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -85,7 +97,7 @@ fn ctrl_c_saves_a_checkpoint_mid_epoch_and_resume_finishes_the_run() {
     let sets = fixture(dir.path());
     let out: PathBuf = dir.path().join("run");
     let out_s = out.to_str().unwrap();
-    let mut child = spawn(
+    let child = spawn(
         &args(
             &["pretrain", "--out", out_s, "--set", "pretrain.epochs=3"],
             &sets,
@@ -93,12 +105,7 @@ fn ctrl_c_saves_a_checkpoint_mid_epoch_and_resume_finishes_the_run() {
         None,
     );
     // After the first epoch's checkpoint, interrupt the second epoch.
-    wait_for(&out.join("state/pretraining.json"), &mut child);
-    signal(&child, libc::SIGINT);
-    let done = child.wait_with_output().unwrap();
-    let err = stderr(&done);
-    assert_eq!(done.status.code(), Some(130), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
+    let err = ctrl_c_after_first_checkpoint(&out, child);
     let hint = format!("resume with: simclr-cli pretrain --resume {out_s}");
     assert!(err.contains(&hint), "{err}");
     let saved = state(&out, "pretraining");
@@ -238,7 +245,7 @@ fn a_sweep_stopped_in_its_pretraining_says_how_to_go_on_and_that_works() {
     let out = dir.path().join("sweep");
     let out_s = out.to_str().unwrap();
     let quick = ["--set", "baseline.epochs=1", "--set", "finetune.epochs=1"];
-    let mut child = spawn(
+    let child = spawn(
         &args(
             &[
                 &["sweep", "--labels-per-class", "1", "--out", out_s],
@@ -250,11 +257,7 @@ fn a_sweep_stopped_in_its_pretraining_says_how_to_go_on_and_that_works() {
         ),
         None,
     );
-    wait_for(&out.join("state/pretraining.json"), &mut child);
-    signal(&child, libc::SIGINT);
-    let done = child.wait_with_output().unwrap();
-    let err = stderr(&done);
-    assert_eq!(done.status.code(), Some(130), "{err}");
+    let err = ctrl_c_after_first_checkpoint(&out, child);
     let hint = format!(
         "continue with: simclr-cli pretrain --resume {out_s}, then simclr-cli sweep --encoder \
          {out_s}/encoder.safetensors"
