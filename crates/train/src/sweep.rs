@@ -155,6 +155,16 @@ pub fn run(
         features::labels(&full.test, device)
             .ok_or_else(|| TrainError::file(&cfg.data.root, "the test split has no labels"))?,
     );
+    let shared = Shared {
+        cfg,
+        device,
+        prep: &prep,
+        full: &full,
+        encoder: &encoder,
+        frozen: &frozen,
+        test: &test,
+        out: plan.out,
+    };
     let mut rows = Vec::new();
     for (budget, positions) in selections {
         tracing::info!(
@@ -162,16 +172,6 @@ pub fn run(
             budget.name(),
             positions.len()
         );
-        let shared = Shared {
-            cfg,
-            device,
-            prep: &prep,
-            full: &full,
-            encoder: &encoder,
-            frozen: &frozen,
-            test: &test,
-            out: plan.out,
-        };
         rows.push(shared.run_budget(budget, &positions, obs)?);
         write_tables(&dir, &rows, full.num_classes())?;
     }
@@ -237,6 +237,12 @@ impl Shared<'_> {
         let batch_floor = prep.plan.labeled_batch.max(1);
         let steps = prep.ds.train.len().div_ceil(batch_floor).max(1);
         let m = positions.len();
+        if m == 0 {
+            return Err(TrainError::file(
+                &cfg.data.root,
+                "the labeled train split is empty: no labels to sweep over",
+            ));
+        }
         let batch = batch_floor.max(m.div_ceil(steps));
         let copies = (steps * batch).div_ceil(m).max(1);
         let tiled: Vec<usize> = (0..copies)
