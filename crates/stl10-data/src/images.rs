@@ -262,7 +262,10 @@ impl Dataset {
         self.class_names.len()
     }
 
-    /// The split called `name` (`train`, `unlabeled` or `test`).
+    /// The names [`Dataset::split`] knows.
+    pub const SPLITS: [&'static str; 3] = ["train", "unlabeled", "test"];
+
+    /// The split called `name` (one of [`Dataset::SPLITS`]).
     pub fn split(&self, name: &str) -> Option<&Split> {
         match name {
             "train" => Some(&self.train),

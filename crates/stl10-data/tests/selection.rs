@@ -57,6 +57,10 @@ fn per_class_budgets_are_nested_balanced_and_match_labeled_per_class() {
             .equal(&kept.train.images(&[0, 7, 29]))
     );
     assert_eq!(chosen.labels(), kept.train.labels());
+    // Every split name resolves.
+    for name in stl10_data::Dataset::SPLITS {
+        assert!(full.split(name).is_some(), "{name}");
+    }
     // Repeats are allowed: a tiled subset.
     let twice = full.train.select(&[4, 4, 9]);
     assert!(twice.images(&[0]).equal(&twice.images(&[1])));

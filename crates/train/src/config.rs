@@ -570,6 +570,14 @@ impl Config {
         keys
     }
 
+    /// The encoder's shape: `model.width` at `data.image_size`.
+    pub fn encoder_config(&self) -> models::EncoderConfig {
+        models::EncoderConfig {
+            width: self.model.width,
+            image_size: self.data.image_size as i64,
+        }
+    }
+
     /// The configuration as TOML, every key spelled out (what a run folder records).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a Config always serializes")

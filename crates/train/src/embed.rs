@@ -12,6 +12,7 @@ use crate::checkpoint::atomic;
 use crate::error::{Result, TrainError};
 use crate::features::{self, FrozenEncoder};
 use crate::report::scatter_plot;
+use crate::runtime::Compute;
 
 /// What `simclr-cli embed` writes.
 pub struct Export<'a> {
@@ -24,18 +25,24 @@ pub struct Export<'a> {
     pub plot: Option<&'a Path>,
 }
 
+/// An error naming `--split` unless `name` is one of the data set's splits; callers check
+/// before loading the data, so a typo costs nothing.
+pub fn check_split(name: &str) -> Result<()> {
+    if Dataset::SPLITS.contains(&name) {
+        return Ok(());
+    }
+    Err(crate::config::ConfigError::Invalid {
+        key: "--split".into(),
+        message: format!("'{name}' is not one of {}", Dataset::SPLITS.join(", ")),
+    }
+    .into())
+}
+
 /// Features of one split of `ds` under `encoder` to `.npy` (and its labels, and the picture);
 /// returns the features' shape and whether labels were written.
 pub fn export(encoder: &FrozenEncoder, ds: &Dataset, what: &Export) -> Result<([i64; 2], bool)> {
-    let split = ds.split(what.split).ok_or_else(|| {
-        TrainError::file(
-            what.features,
-            format!(
-                "--split: '{}' is not one of train, test, unlabeled",
-                what.split
-            ),
-        )
-    })?;
+    check_split(what.split)?;
+    let split = ds.split(what.split).expect("checked above");
     if split.is_empty() {
         return Err(TrainError::file(
             what.features,
@@ -146,15 +153,20 @@ pub fn pca_2d(x: &Tensor) -> Result<(Tensor, [f64; 2])> {
     Ok((centred.matmul(&components.transpose(0, 1)), ratio))
 }
 
-/// Draws `embedding.png`: the test split's features under `encoder`, PCA to 2-D, coloured by
-/// class with a legend.
-pub fn plot_test_split(encoder: &FrozenEncoder, ds: &Dataset, path: &Path) -> Result<()> {
+/// Draws `embedding.png`: the test split's features under `encode` (run on one rescaled
+/// batch), PCA to 2-D, coloured by class with a legend.
+pub fn plot_test_split(
+    compute: &Compute,
+    encode: impl Fn(&Tensor) -> Tensor,
+    ds: &Dataset,
+    path: &Path,
+) -> Result<()> {
     // Only the plotted images are encoded.
     let test = &ds.test;
     let stride = test.len().div_ceil(MAX_PLOT_POINTS).max(1);
     let picked: Vec<usize> = (0..test.len()).step_by(stride).collect();
     let subset = test.select(&picked);
-    let feats = encoder.split(&subset);
+    let feats = features::of_split(compute, &subset, encode);
     let labels = features::labels(&subset, Device::Cpu)
         .ok_or_else(|| TrainError::file(path, "the test split has no labels"))?;
     plot(&feats, &labels, &ds.class_names, "Test-set", path)

@@ -13,7 +13,6 @@ use tch::Device;
 use crate::checkpoint::{self, write_file};
 use crate::config::Config;
 use crate::error::{Result, TrainError};
-use crate::features::FrozenEncoder;
 use crate::fit::{self, Observer, Phase, Position};
 use crate::loader::{Feed, Loader, Resident};
 use crate::metrics::History;
@@ -398,8 +397,8 @@ pub fn pretrain(
         &["linear_probe"],
         &dir.file("linear_probe.safetensors"),
     )?;
-    let frozen = FrozenEncoder::load(cfg, prep.compute, &dir.file("encoder.safetensors"), None)?;
-    crate::embed::plot_test_split(&frozen, &prep.ds, &dir.file("embedding.png"))?;
+    let encode = |x: &tch::Tensor| tch::nn::ModuleT::forward_t(&model.encoder, x, false);
+    crate::embed::plot_test_split(&prep.compute, encode, &prep.ds, &dir.file("embedding.png"))?;
     Ok(h)
 }
 

@@ -2,14 +2,15 @@
 //! images, in inference mode and without gradients, batch by batch on the device. What the kNN
 //! monitor, the linear evaluation, `embed` and the feature-space picture work on.
 
-use models::{Encoder, EncoderConfig, ProjectionHead};
-use stl10_data::Split;
+use models::{Encoder, ProjectionHead};
+use stl10_data::{Dataset, Split};
 use tch::nn::{self, Module, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint;
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Result, TrainError};
+use crate::knn::Knn;
 use crate::runtime::Compute;
 
 /// Images per forward pass: the pretraining step's encoder slice on a CPU, 1,024 on CUDA.
@@ -30,12 +31,17 @@ pub fn of_images(compute: &Compute, images: &Tensor, encode: impl Fn(&Tensor) ->
                 accel::to_f32(&compute.autocast(|| encode(&x)))
             })
             .collect();
-        if parts.is_empty() {
-            Tensor::zeros([0, 0], (Kind::Float, compute.device))
-        } else {
-            Tensor::cat(&parts, 0)
-        }
+        rows(&parts, compute.device)
     })
+}
+
+/// `parts` stacked row-wise; `[0, 0]` when there are none.
+fn rows(parts: &[Tensor], device: Device) -> Tensor {
+    if parts.is_empty() {
+        Tensor::zeros([0, 0], (Kind::Float, device))
+    } else {
+        Tensor::cat(parts, 0)
+    }
 }
 
 /// [`of_images`] over every image of `split`, gathered from host memory batch by batch.
@@ -46,11 +52,40 @@ pub fn of_split(compute: &Compute, split: &Split, encode: impl Fn(&Tensor) -> Te
         .chunks(batch)
         .map(|chunk| of_images(compute, &split.images(chunk), &encode))
         .collect();
-    if parts.is_empty() {
-        Tensor::zeros([0, 0], (Kind::Float, compute.device))
-    } else {
-        Tensor::cat(&parts, 0)
+    rows(&parts, compute.device)
+}
+
+/// Weighted kNN accuracy of `encode`'s features on `ds`'s test split against its labeled
+/// training images: the `val_knn_acc` monitor and `simclr-cli knn`. An error when a split is
+/// empty or unlabeled.
+pub fn knn_accuracy(
+    compute: &Compute,
+    ds: &Dataset,
+    knn: &Knn,
+    encode: impl Fn(&Tensor) -> Tensor,
+) -> Result<f64> {
+    let device = compute.device;
+    let (Some(bank_labels), Some(query_labels)) =
+        (labels(&ds.train, device), labels(&ds.test, device))
+    else {
+        return Err(TrainError::file(
+            "knn",
+            "the train and test splits need labels",
+        ));
+    };
+    if ds.train.is_empty() || ds.test.is_empty() {
+        return Err(TrainError::file(
+            "knn",
+            "needs labeled train images (the memory bank) and test images (the queries)",
+        ));
     }
+    knn.accuracy(
+        &of_split(compute, &ds.train, &encode),
+        &bank_labels,
+        &of_split(compute, &ds.test, &encode),
+        &query_labels,
+        ds.num_classes() as i64,
+    )
 }
 
 /// The labels of `split` as an int64 tensor on `device` (`None` for the unlabeled split).
@@ -79,10 +114,7 @@ impl FrozenEncoder {
         head: Option<&std::path::Path>,
     ) -> Result<Self> {
         let mut vs = nn::VarStore::new(compute.device);
-        let enc_cfg = EncoderConfig {
-            width: cfg.model.width,
-            image_size: cfg.data.image_size as i64,
-        };
+        let enc_cfg = cfg.encoder_config();
         let encoder = Encoder::new(&(vs.root() / "encoder"), &enc_cfg)?;
         let w = cfg.model.width;
         let head = head
@@ -116,34 +148,5 @@ impl FrozenEncoder {
     /// Features of every image of `split`.
     pub fn split(&self, split: &Split) -> Tensor {
         of_split(&self.compute, split, |x| self.forward(x))
-    }
-}
-
-impl FrozenEncoder {
-    /// Weighted kNN accuracy on `ds`'s test split with its labeled training images as the
-    /// memory bank.
-    pub fn knn_accuracy(&self, ds: &stl10_data::Dataset, knn: &crate::knn::Knn) -> Result<f64> {
-        let device = self.compute.device;
-        let (Some(bank_labels), Some(query_labels)) =
-            (labels(&ds.train, device), labels(&ds.test, device))
-        else {
-            return Err(crate::error::TrainError::file(
-                "knn",
-                "the train and test splits need labels",
-            ));
-        };
-        if ds.train.is_empty() {
-            return Err(crate::error::TrainError::file(
-                "knn",
-                "the train split is empty: no memory bank",
-            ));
-        }
-        knn.accuracy(
-            &self.split(&ds.train),
-            &bank_labels,
-            &self.split(&ds.test),
-            &query_labels,
-            ds.num_classes() as i64,
-        )
     }
 }

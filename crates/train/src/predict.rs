@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use models::{Classifier, EncoderConfig};
+use models::Classifier;
 use stl10_data::DataKind;
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
@@ -113,10 +113,7 @@ impl Predictor {
     pub fn load(cfg: &Config, compute: Compute, path: &Path) -> Result<Self> {
         let classes = classes_in(path)?;
         let vs = nn::VarStore::new(compute.device);
-        let enc_cfg = EncoderConfig {
-            width: cfg.model.width,
-            image_size: cfg.data.image_size as i64,
-        };
+        let enc_cfg = cfg.encoder_config();
         let classifier = Classifier::new(&vs.root(), &enc_cfg, classes)?;
         checkpoint::load(&vs, "encoder", path)?;
         checkpoint::load(&vs, "classifier", path)?;

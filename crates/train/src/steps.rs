@@ -10,7 +10,7 @@
 use accel::to_f32;
 use augment::Augmenter;
 use losses::{ContrastiveLossKind, contrastive_accuracy_tensor};
-use models::{Classifier, Encoder, EncoderConfig, LinearProbe, ProjectionHead};
+use models::{Classifier, Encoder, LinearProbe, ProjectionHead};
 use std::collections::{BTreeMap, HashMap};
 use tch::nn::{self, Module, ModuleT};
 
@@ -154,10 +154,7 @@ impl ContrastiveModel {
         let device = compute.device;
         let vs = nn::VarStore::new(device);
         let probe_vs = nn::VarStore::new(device);
-        let enc_cfg = EncoderConfig {
-            width: cfg.model.width,
-            image_size: cfg.data.image_size as i64,
-        };
+        let enc_cfg = cfg.encoder_config();
         let encoder = Encoder::new(&(vs.root() / "encoder"), &enc_cfg)?;
         let w = cfg.model.width;
         let projection_head = ProjectionHead::new(&(vs.root() / "projection_head"), w, w);
@@ -279,22 +276,11 @@ impl TrainStep for ContrastiveModel {
     /// `val_knn_acc`: weighted kNN of the test images' encoder features (inference mode,
     /// un-augmented) against those of the labeled training images.
     fn monitors(&self, loader: &Loader) -> Result<Vec<(&'static str, f64)>> {
-        let (train, test) = (&loader.ds.train, &loader.ds.test);
-        let device = self.compute.device;
-        let labels = |s| crate::features::labels(s, device);
-        let (Some(knn), Some(bank_labels), Some(query_labels)) =
-            (self.knn, labels(train), labels(test))
-        else {
+        let Some(knn) = self.knn else {
             return Ok(Vec::new());
         };
-        if train.is_empty() || test.is_empty() {
-            return Ok(Vec::new());
-        }
         let encode = |x: &Tensor| self.encoder.forward_t(x, false);
-        let bank = crate::features::of_split(&self.compute, train, encode);
-        let queries = crate::features::of_split(&self.compute, test, encode);
-        let classes = loader.ds.num_classes() as i64;
-        let acc = knn.accuracy(&bank, &bank_labels, &queries, &query_labels, classes)?;
+        let acc = crate::features::knn_accuracy(&self.compute, loader.ds, &knn, encode)?;
         Ok(vec![("val_knn_acc", acc)])
     }
 
@@ -363,10 +349,7 @@ impl SupervisedModel {
         };
         let _init = init_seed(cfg.runtime.seed, stream);
         let vs = nn::VarStore::new(compute.device);
-        let enc_cfg = EncoderConfig {
-            width: cfg.model.width,
-            image_size: cfg.data.image_size as i64,
-        };
+        let enc_cfg = cfg.encoder_config();
         let classifier = Classifier::new(&vs.root(), &enc_cfg, classes)?;
         classifier.encoder.set_memory_format(compute.format);
         Ok(SupervisedModel {

@@ -348,7 +348,7 @@ pub fn markdown(rows: &[SweepRow], encoder: Option<&Path>) -> String {
         "| labels per class | labels | {} |",
         METHODS.map(|m| m.1).join(" | ")
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|{}", "---|".repeat(METHODS.len()));
     for r in rows {
         let cells: Vec<String> = r
             .scores()

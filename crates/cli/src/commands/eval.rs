@@ -18,7 +18,7 @@ pub fn knn(cfg: &Config, device: Device, encoder: &Path) -> Result<()> {
     let prep = Prepared::new(cfg, device)?;
     let frozen = FrozenEncoder::load(cfg, prep.compute, encoder, None)?;
     let knn = cfg.eval.knn();
-    let acc = frozen.knn_accuracy(&prep.ds, &knn)?;
+    let acc = train::features::knn_accuracy(&prep.compute, &prep.ds, &knn, |x| frozen.forward(x))?;
     println!(
         "val_knn_acc: {acc:.4} (k = {}, t = {}, {} bank images, {} queries)",
         knn.k,
@@ -71,12 +71,7 @@ pub fn embed(
     projection: bool,
     export: &train::embed::Export,
 ) -> Result<()> {
-    if !["train", "test", "unlabeled"].contains(&export.split) {
-        bail!(train::ConfigError::Invalid {
-            key: "--split".into(),
-            message: format!("'{}' is not one of train, test, unlabeled", export.split),
-        });
-    }
+    train::embed::check_split(export.split)?;
     let head = projection.then(|| encoder.with_file_name("projection_head.safetensors"));
     let ds = stl10_data::load(&cfg.data, cfg.runtime.seed)?;
     let frozen = FrozenEncoder::load(cfg, Compute::new(cfg, device), encoder, head.as_deref())?;
