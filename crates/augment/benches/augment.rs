@@ -24,7 +24,7 @@ fn bench(c: &mut Criterion) {
                 .with_format(format);
             group.bench_function(format!("{device:?}/{}", format.name()), |b| {
                 b.iter(|| {
-                    let out = strong.augment(&input);
+                    let out = strong.augment(&input).expect("a valid batch");
                     // Synchronise so CUDA timings count the work, not the launch.
                     out.double_value(&[0, 0, 0, 0])
                 })

@@ -1,8 +1,14 @@
 use rand::Rng;
 
 /// One view transform's parameters, as the Keras example's `get_augmenter(min_area, brightness,
-/// jitter)` takes them.
+/// jitter)` takes them. With the `serde` feature it is also the `[augment.*]` table of a
+/// configuration file (every field required, no others allowed).
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields)
+)]
 pub struct AugmentConfig {
     /// Smallest share of the image area a zoomed view keeps; `zoom_factor = 1 - sqrt(min_area)`.
     pub min_area: f64,
@@ -38,7 +44,7 @@ impl AugmentConfig {
 
     /// Checks the ranges; errors name the field.
     pub fn validate(&self) -> Result<(), AugmentError> {
-        let bad = |field: &'static str, value: f64, range: &'static str| AugmentError {
+        let bad = |field: &'static str, value: f64, range: &'static str| AugmentError::Range {
             field,
             value,
             range,
@@ -56,13 +62,32 @@ impl AugmentConfig {
     }
 }
 
-/// An augmentation setting outside its valid range.
+/// An invalid setting or batch: what the augmenter returns instead of panicking.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{field} = {value} is outside {range}")]
-pub struct AugmentError {
-    pub field: &'static str,
-    pub value: f64,
-    pub range: &'static str,
+pub enum AugmentError {
+    /// A setting outside its valid range.
+    #[error("{field} = {value} is outside {range}")]
+    Range {
+        field: &'static str,
+        value: f64,
+        range: &'static str,
+    },
+    /// Images that are not an RGB batch `[N, 3, H, W]`.
+    #[error("images must be [N, 3, H, W], got {0:?}")]
+    Shape(Vec<i64>),
+    /// Parameters drawn for another number of images.
+    #[error("the parameters are for {params} images, the batch has {images}")]
+    Count { params: usize, images: usize },
+}
+
+impl AugmentError {
+    /// The setting at fault (`min_area`, `brightness`, `jitter`), for a range error.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            AugmentError::Range { field, .. } => Some(field),
+            _ => None,
+        }
+    }
 }
 
 /// Per-image transform parameters for a batch of `N` images.

@@ -15,8 +15,16 @@ pub fn rescale(images: &Tensor, device: Device) -> Tensor {
 }
 
 /// [`apply_as`] with contiguous NCHW output.
-pub fn apply(images: &Tensor, params: &Params, device: Device) -> Tensor {
+pub fn apply(images: &Tensor, params: &Params, device: Device) -> Result<Tensor, AugmentError> {
     apply_as(images, params, device, MemoryFormat::Contiguous)
+}
+
+/// `(N, H, W)` of an RGB batch `[N, 3, H, W]`, or the error naming its shape.
+fn batch_dims(images: &Tensor) -> Result<(i64, i64, i64), AugmentError> {
+    match images.size4() {
+        Ok((n, 3, h, w)) => Ok((n, h, w)),
+        _ => Err(AugmentError::Shape(images.size())),
+    }
 }
 
 /// Applies `params` to `images` (`[N,3,H,W]`, uint8 0..255) on `device`: the composed
@@ -26,28 +34,30 @@ pub fn apply(images: &Tensor, params: &Params, device: Device) -> Tensor {
 /// writes channels-last directly when asked and no conversion follows.
 ///
 /// The per-image parameters travel to the device as one small packed upload (asynchronous on
-/// CUDA); `images` are uploaded only if they are not on `device` already.
-///
-/// # Panics
-/// If `params` is not for `N` images or `images` is not `[N,3,H,W]`.
-pub fn apply_as(images: &Tensor, params: &Params, device: Device, format: MemoryFormat) -> Tensor {
-    let (n, c, h, w) = images.size4().expect("images must be [N, 3, H, W]");
-    assert_eq!(c, 3, "images must have 3 channels");
-    assert_eq!(
-        params.len() as i64,
-        n,
-        "params are for {} images, batch has {n}",
-        params.len()
-    );
+/// CUDA); `images` are uploaded only if they are not on `device` already. An error, never a
+/// panic, when `images` is not `[N,3,H,W]` or `params` is not for `N` images.
+pub fn apply_as(
+    images: &Tensor,
+    params: &Params,
+    device: Device,
+    format: MemoryFormat,
+) -> Result<Tensor, AugmentError> {
+    let (n, h, w) = batch_dims(images)?;
+    if params.len() as i64 != n {
+        return Err(AugmentError::Count {
+            params: params.len(),
+            images: n as usize,
+        });
+    }
     if n == 0 {
-        return format.apply(&rescale(images, device));
+        return Ok(format.apply(&rescale(images, device)));
     }
     // 0..255: the 1/255 is part of the colour matrices below.
     let x = accel::upload(images, device).to_kind(Kind::Float);
     let packed = accel::upload(&packed_params(params, h, w), device);
     let theta = packed.narrow(1, 0, 6).view([n, 2, 3]);
     let m = packed.narrow(1, 6, 9).view([n, 3, 3]); // M / 255, rows: input channel
-    let grid = Tensor::affine_grid_generator(&theta, [n, c, h, w], false);
+    let grid = Tensor::affine_grid_generator(&theta, [n, 3, h, w], false);
     let x = x
         .grid_sampler(&grid, BILINEAR, REFLECTION, false)
         .reshape([n, 3, h * w]);
@@ -62,7 +72,7 @@ pub fn apply_as(images: &Tensor, params: &Params, device: Device, format: Memory
             .permute([0, 3, 1, 2]),
     };
     let _ = out.clamp_(0.0, 1.0);
-    out
+    Ok(out)
 }
 
 /// Per image, the 6 entries of the output-to-input affine map and the 9 of `M / 255` (row-major,
@@ -150,9 +160,9 @@ impl Augmenter {
         Params::sample(&self.config, n, height, width, &mut self.rng)
     }
 
-    /// Draws parameters for the batch and applies them (training mode).
-    pub fn augment(&mut self, images: &Tensor) -> Tensor {
-        let (n, _, h, w) = images.size4().expect("images must be [N, 3, H, W]");
+    /// Draws parameters for the batch `[N, 3, H, W]` and applies them (training mode).
+    pub fn augment(&mut self, images: &Tensor) -> Result<Tensor, AugmentError> {
+        let (n, h, w) = batch_dims(images)?;
         let params = self.sample(n as usize, h as usize, w as usize);
         apply_as(images, &params, self.device, self.format)
     }

@@ -26,7 +26,7 @@ fn f(x: &Tensor, idx: &[i64]) -> f64 {
 #[test]
 fn zero_parameters_are_the_identity() {
     let x = pattern(3, 20, 24);
-    let out = apply(&x, &Params::identity(3), Device::Cpu);
+    let out = apply(&x, &Params::identity(3), Device::Cpu).unwrap();
     assert_eq!(out.kind(), Kind::Float);
     assert!(max_diff(&out, &rescale(&x, Device::Cpu)) < 1e-6);
     assert!(
@@ -39,7 +39,7 @@ fn a_flip_mirrors_exactly() {
     let x = pattern(2, 8, 10);
     let mut p = Params::identity(2);
     p.flip[1] = true;
-    let out = apply(&x, &p, Device::Cpu);
+    let out = apply(&x, &p, Device::Cpu).unwrap();
     let want = rescale(&x.get(1).flip([2]), Device::Cpu);
     assert!(max_diff(&out.get(1), &want) < 1e-5);
     assert!(
@@ -53,7 +53,7 @@ fn whole_pixel_translations_move_the_pattern() {
     let x = pattern(1, 16, 16);
     let mut p = Params::identity(1);
     p.translate[0] = [3.0, -2.0]; // right by 3, up by 2
-    let out = apply(&x, &p, Device::Cpu);
+    let out = apply(&x, &p, Device::Cpu).unwrap();
     let src = rescale(&x, Device::Cpu);
     for (r, c) in [(0, 3), (5, 9), (13, 15), (7, 4)] {
         let want = f(&src, &[0, 1, r + 2, c - 3]);
@@ -77,7 +77,7 @@ fn a_half_pixel_shift_averages_neighbours() {
     let x = pattern(1, 8, 8);
     let mut p = Params::identity(1);
     p.translate[0] = [0.5, 0.0];
-    let out = apply(&x, &p, Device::Cpu);
+    let out = apply(&x, &p, Device::Cpu).unwrap();
     let src = rescale(&x, Device::Cpu);
     let want = (f(&src, &[0, 0, 3, 4]) + f(&src, &[0, 0, 3, 3])) / 2.0;
     assert!((f(&out, &[0, 0, 3, 4]) - want).abs() < 1e-5);
@@ -88,7 +88,7 @@ fn zoom_keeps_the_centre_and_maps_the_corners() {
     let x = pattern(1, 16, 16);
     let mut p = Params::identity(1);
     p.zoom[0] = [0.5, 0.5]; // show the central half
-    let out = apply(&x, &p, Device::Cpu);
+    let out = apply(&x, &p, Device::Cpu).unwrap();
     let src = rescale(&x, Device::Cpu);
     // Centred coordinates halve: output pixel centre c (index i) reads i' = (i - 7.5) / 2 + 7.5.
     // Output corner pixel 0 reads 3.75 (between input 3 and 4), pixel 15 reads 11.25.
@@ -114,7 +114,7 @@ fn zoom_keeps_the_centre_and_maps_the_corners() {
     assert!((centre_in - centre_out).abs() < 1e-5);
     p.zoom[0] = [1.0, 1.0];
     assert!(
-        max_diff(&apply(&x, &p, Device::Cpu), &src) < 1e-6,
+        max_diff(&apply(&x, &p, Device::Cpu).unwrap(), &src) < 1e-6,
         "zoom 1 is the identity"
     );
 }
@@ -129,7 +129,7 @@ fn the_color_affine_matches_hand_computation_and_clamps() {
     let mut p = Params::identity(1);
     p.brightness[0] = 0.5;
     p.jitter[0] = [[0.1, 0.0, -0.2], [0.0, 0.2, 0.0], [0.05, 0.0, 0.1]];
-    let out = apply(&x, &p, Device::Cpu);
+    let out = apply(&x, &p, Device::Cpu).unwrap();
     // out_j = sum_i x_i M_ij with M = 1.5 I + J:
     // R = 0.2*1.6 + 0.4*0.0 + 0.6*0.05 = 0.35
     // G = 0.2*0.0 + 0.4*1.7 + 0.6*0.0  = 0.68
@@ -143,12 +143,12 @@ fn the_color_affine_matches_hand_computation_and_clamps() {
     p.brightness[0] = 0.9;
     p.jitter[0] = [[0.0; 3]; 3];
     let _ = x.fill_(200);
-    let out = apply(&x, &p, Device::Cpu);
+    let out = apply(&x, &p, Device::Cpu).unwrap();
     assert_eq!(f(&out, &[0, 0, 0, 0]), 1.0, "1.9 * 200/255 clamps to 1");
     p.brightness[0] = 0.0;
     p.jitter[0] = [[-1.0; 3]; 3];
     assert_eq!(
-        f(&apply(&x, &p, Device::Cpu), &[0, 2, 1, 1]),
+        f(&apply(&x, &p, Device::Cpu).unwrap(), &[0, 2, 1, 1]),
         0.0,
         "negative clamps to 0"
     );
@@ -158,7 +158,7 @@ fn the_color_affine_matches_hand_computation_and_clamps() {
 fn outputs_stay_in_the_unit_interval() {
     let x = Tensor::randint(256, [16, 3, 24, 24], (Kind::Int64, Device::Cpu)).to_kind(Kind::Uint8);
     let mut strong = Augmenter::new(AugmentConfig::contrastive(), 1, Device::Cpu).unwrap();
-    let out = strong.augment(&x);
+    let out = strong.augment(&x).unwrap();
     assert!(out.min().double_value(&[]) >= 0.0 && out.max().double_value(&[]) <= 1.0);
     assert_eq!(strong.inference(&x).size(), [16, 3, 24, 24]);
     assert!(max_diff(&strong.inference(&x), &rescale(&x, Device::Cpu)) == 0.0);
@@ -245,9 +245,29 @@ fn seeds_make_runs_reproducible() {
         Augmenter::new(AugmentConfig::contrastive(), seed, Device::Cpu)
             .unwrap()
             .augment(&x)
+            .unwrap()
     };
     assert!(run(5).equal(&run(5)), "same seed, bit-identical");
     assert!(max_diff(&run(5), &run(6)) > 0.1, "another seed differs");
+}
+
+#[test]
+fn a_malformed_batch_is_an_error_not_a_panic() {
+    let mut a = Augmenter::new(AugmentConfig::contrastive(), 0, Device::Cpu).unwrap();
+    for shape in [vec![2, 1, 8, 8], vec![2, 3, 8], vec![3, 8, 8, 3, 1]] {
+        let x = Tensor::zeros(shape.as_slice(), (Kind::Uint8, Device::Cpu));
+        assert_eq!(
+            a.augment(&x).unwrap_err().to_string(),
+            format!("images must be [N, 3, H, W], got {shape:?}")
+        );
+    }
+    let x = pattern(4, 8, 8);
+    assert_eq!(
+        apply(&x, &Params::identity(3), Device::Cpu)
+            .unwrap_err()
+            .to_string(),
+        "the parameters are for 3 images, the batch has 4"
+    );
 }
 
 #[test]
@@ -265,16 +285,16 @@ fn invalid_settings_name_the_field() {
         ..AugmentConfig::contrastive()
     };
     assert_eq!(
-        Augmenter::new(bad, 0, Device::Cpu).unwrap_err().field,
-        "brightness"
+        Augmenter::new(bad, 0, Device::Cpu).unwrap_err().field(),
+        Some("brightness")
     );
     let bad = AugmentConfig {
         jitter: -0.1,
         ..AugmentConfig::contrastive()
     };
     assert_eq!(
-        Augmenter::new(bad, 0, Device::Cpu).unwrap_err().field,
-        "jitter"
+        Augmenter::new(bad, 0, Device::Cpu).unwrap_err().field(),
+        Some("jitter")
     );
 }
 
@@ -287,8 +307,10 @@ fn cpu_and_cuda_agree_for_the_same_parameters() {
     let p = Augmenter::new(AugmentConfig::contrastive(), 3, Device::Cpu)
         .unwrap()
         .sample(8, 96, 96);
-    let cpu = apply(&x, &p, Device::Cpu);
-    let gpu = apply(&x, &p, Device::Cuda(0)).to_device(Device::Cpu);
+    let cpu = apply(&x, &p, Device::Cpu).unwrap();
+    let gpu = apply(&x, &p, Device::Cuda(0))
+        .unwrap()
+        .to_device(Device::Cpu);
     assert!(
         max_diff(&cpu, &gpu) < 1e-4,
         "max diff {}",
@@ -301,8 +323,8 @@ fn one_augmentation_of_the_doubled_batch_equals_two_calls() {
     let x = pattern(5, 32, 32);
     let mut once = Augmenter::new(AugmentConfig::contrastive(), 11, Device::Cpu).unwrap();
     let mut twice = Augmenter::new(AugmentConfig::contrastive(), 11, Device::Cpu).unwrap();
-    let both = once.augment(&x.repeat([2, 1, 1, 1]));
-    let (a, b) = (twice.augment(&x), twice.augment(&x));
+    let both = once.augment(&x.repeat([2, 1, 1, 1])).unwrap();
+    let (a, b) = (twice.augment(&x).unwrap(), twice.augment(&x).unwrap());
     // Parameters are drawn image by image from one stream, so the doubled batch draws the first
     // view's parameters, then the second's, exactly as two calls do.
     assert!(both.narrow(0, 0, 5).equal(&a), "first view");
@@ -316,8 +338,8 @@ fn channels_last_output_has_the_same_values_in_nhwc_memory() {
     let p = Augmenter::new(AugmentConfig::contrastive(), 4, Device::Cpu)
         .unwrap()
         .sample(4, 24, 20);
-    let nchw = apply_as(&x, &p, Device::Cpu, MemoryFormat::Contiguous);
-    let nhwc = apply_as(&x, &p, Device::Cpu, MemoryFormat::ChannelsLast);
+    let nchw = apply_as(&x, &p, Device::Cpu, MemoryFormat::Contiguous).unwrap();
+    let nhwc = apply_as(&x, &p, Device::Cpu, MemoryFormat::ChannelsLast).unwrap();
     assert_eq!(nhwc.size(), [4, 3, 24, 20]);
     assert_eq!(
         nhwc.stride(),
@@ -344,7 +366,7 @@ fn folding_the_rescale_into_the_colour_matrix_matches_rescaling_first() {
     p.brightness = vec![0.3, -0.2];
     p.jitter[0] = [[0.1, -0.05, 0.0], [0.02, 0.0, 0.1], [-0.1, 0.0, 0.05]];
     p.jitter[1] = [[0.0, 0.1, 0.1], [0.0, -0.1, 0.0], [0.05, 0.05, 0.0]];
-    let out = apply(&x, &p, Device::Cpu);
+    let out = apply(&x, &p, Device::Cpu).unwrap();
     let xf = x.to_kind(Kind::Double) / 255.0;
     for i in 0..2 {
         for (r, c) in [(0, 0), (3, 4), (5, 5)] {

@@ -62,10 +62,10 @@ impl GlobalArgs {
     pub fn overrides(&self) -> Vec<String> {
         let mut sets = self.sets.clone();
         if let Some(d) = self.device {
-            sets.push(format!("runtime.device=\"{}\"", d.name()));
+            sets.push(format!("runtime.device=\"{}\"", d));
         }
         if let Some(p) = self.precision {
-            sets.push(format!("runtime.precision=\"{}\"", p.name()));
+            sets.push(format!("runtime.precision=\"{}\"", p));
         }
         if let Some(t) = self.threads {
             sets.push(format!("runtime.threads={t}"));

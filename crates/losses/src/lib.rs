@@ -50,8 +50,13 @@ pub enum LossError {
     Logits(Vec<i64>),
 }
 
-/// Which contrastive loss to use.
+/// Which contrastive loss to use; with the `serde` feature spelled `keras` and `nt_xent`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum ContrastiveLossKind {
     /// [`contrastive_loss`], the Keras example's (the default).
     #[default]

@@ -161,10 +161,10 @@ pub fn run(cfg: &Config, device: Device, steps: usize, warmup: usize) -> Result<
         .images
         .to_device(device)
         .repeat([2, 1, 1, 1]);
-    let mut strong = augment::Augmenter::new(cfg.augment.contrastive.into(), 0, device)?
-        .with_format(compute.format);
+    let mut strong =
+        augment::Augmenter::new(cfg.augment.contrastive, 0, device)?.with_format(compute.format);
     let augment = time_steps(steps, device, || {
-        let _views = strong.augment(&both);
+        let _views = strong.augment(&both)?;
         Ok(())
     })?;
 

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use augment::AugmentConfig;
+use losses::ContrastiveLossKind;
 use serde::{Deserialize, Serialize};
 use stl10_data::DataConfig;
 
@@ -14,28 +16,6 @@ pub enum DeviceChoice {
     Auto,
     Cpu,
     Cuda,
-}
-
-impl DeviceChoice {
-    /// The name the configuration file and `--device` use.
-    pub fn name(self) -> &'static str {
-        match self {
-            DeviceChoice::Auto => "auto",
-            DeviceChoice::Cpu => "cpu",
-            DeviceChoice::Cuda => "cuda",
-        }
-    }
-}
-
-impl std::str::FromStr for DeviceChoice {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        [DeviceChoice::Auto, DeviceChoice::Cpu, DeviceChoice::Cuda]
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| format!("'{s}' is not one of auto, cpu, cuda"))
-    }
 }
 
 /// Which precision the networks compute in: `auto` picks bf16 autocast where it is measured to
@@ -50,31 +30,31 @@ pub enum PrecisionChoice {
     Bf16,
 }
 
-impl PrecisionChoice {
-    /// The name the configuration file and `--precision` use.
-    pub fn name(self) -> &'static str {
-        match self {
-            PrecisionChoice::Auto => "auto",
-            PrecisionChoice::Fp32 => "fp32",
-            PrecisionChoice::Bf16 => "bf16",
+/// `Display` and `FromStr` (the `--device` and `--precision` flags) for a choice, both through
+/// its serde spelling, so the configuration file's names are the only ones.
+macro_rules! spelled_by_serde {
+    ($($choice:ty),*) => {$(
+        impl std::fmt::Display for $choice {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                match toml::Value::try_from(self) {
+                    Ok(toml::Value::String(name)) => f.write_str(&name),
+                    _ => Err(std::fmt::Error),
+                }
+            }
         }
-    }
-}
 
-impl std::str::FromStr for PrecisionChoice {
-    type Err = String;
+        impl std::str::FromStr for $choice {
+            type Err = String;
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        [
-            PrecisionChoice::Auto,
-            PrecisionChoice::Fp32,
-            PrecisionChoice::Bf16,
-        ]
-        .into_iter()
-        .find(|c| c.name() == s)
-        .ok_or_else(|| format!("'{s}' is not one of auto, fp32, bf16"))
-    }
+            fn from_str(s: &str) -> Result<Self, String> {
+                use serde::de::{IntoDeserializer, value::Error};
+                <$choice>::deserialize(IntoDeserializer::<Error>::into_deserializer(s))
+                    .map_err(|e| e.to_string())
+            }
+        }
+    )*};
 }
+spelled_by_serde!(DeviceChoice, PrecisionChoice);
 
 /// The `[runtime]` table: where and how the steps run. None of these keys changes the model or
 /// the data a run sees; `precision` and `encoder_chunk` change rounding only.
@@ -115,51 +95,21 @@ impl Default for RuntimeConfig {
     }
 }
 
-/// One augmentation preset (`[augment.contrastive]`, `[augment.classification]`): the Keras
-/// example's `get_augmenter(min_area, brightness, jitter)` arguments.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AugmentPreset {
-    pub min_area: f64,
-    pub brightness: f64,
-    pub jitter: f64,
-}
-
-impl From<AugmentPreset> for augment::AugmentConfig {
-    fn from(p: AugmentPreset) -> Self {
-        augment::AugmentConfig {
-            min_area: p.min_area,
-            brightness: p.brightness,
-            jitter: p.jitter,
-        }
-    }
-}
-
-impl From<augment::AugmentConfig> for AugmentPreset {
-    fn from(c: augment::AugmentConfig) -> Self {
-        AugmentPreset {
-            min_area: c.min_area,
-            brightness: c.brightness,
-            jitter: c.jitter,
-        }
-    }
-}
-
 /// The `[augment]` table: the strong and the weak preset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AugmentTable {
     /// Strong, for the two contrastive views (0.25, 0.6, 0.2).
-    pub contrastive: AugmentPreset,
+    pub contrastive: AugmentConfig,
     /// Weak, for supervised training and the probe (0.75, 0.3, 0.1).
-    pub classification: AugmentPreset,
+    pub classification: AugmentConfig,
 }
 
 impl Default for AugmentTable {
     fn default() -> Self {
         AugmentTable {
-            contrastive: augment::AugmentConfig::contrastive().into(),
-            classification: augment::AugmentConfig::classification().into(),
+            contrastive: AugmentConfig::contrastive(),
+            classification: AugmentConfig::classification(),
         }
     }
 }
@@ -184,29 +134,12 @@ impl Default for ModelConfig {
     }
 }
 
-/// Which contrastive loss: the example's cross-view loss or the SimCLR paper's NT-Xent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum LossKind {
-    #[default]
-    Keras,
-    NtXent,
-}
-
-impl From<LossKind> for losses::ContrastiveLossKind {
-    fn from(k: LossKind) -> Self {
-        match k {
-            LossKind::Keras => losses::ContrastiveLossKind::Keras,
-            LossKind::NtXent => losses::ContrastiveLossKind::NtXent,
-        }
-    }
-}
-
 /// The `[loss]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LossConfig {
-    pub kind: LossKind,
+    /// `keras` (the example's cross-view loss) or `nt_xent` (the SimCLR paper's).
+    pub kind: ContrastiveLossKind,
     /// Softmax temperature of the similarities (`temperature = 0.1`).
     pub temperature: f64,
 }
@@ -214,7 +147,7 @@ pub struct LossConfig {
 impl Default for LossConfig {
     fn default() -> Self {
         LossConfig {
-            kind: LossKind::Keras,
+            kind: ContrastiveLossKind::Keras,
             temperature: 0.1,
         }
     }
@@ -362,7 +295,8 @@ pub struct Config {
     pub runtime: RuntimeConfig,
 }
 
-/// A configuration that cannot be read or is invalid; always names the file or key.
+/// A configuration that cannot be read or is invalid; always names the file or the `--set`
+/// at fault and the key, and keeps the TOML parser's error as its source.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading config {path}: {source}")]
@@ -371,14 +305,38 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("config {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    /// The file is not TOML, or one of its values does not fit its key.
+    #[error("config {path}: {}", keyed(key, source))]
+    Parse {
+        path: PathBuf,
+        /// The key at fault, when the text parsed but a value did not fit.
+        key: Option<String>,
+        #[source]
+        source: toml::de::Error,
+    },
     #[error("--set {0}: expected key=value")]
     SetSyntax(String),
     #[error("--set {key}: {message}")]
     SetPath { key: String, message: String },
+    /// A `--set` value that does not fit its key (or names no key).
+    #[error("--set {set}: {}", keyed(&Some(key.clone()), source))]
+    SetValue {
+        set: String,
+        key: String,
+        #[source]
+        source: toml::de::Error,
+    },
     #[error("{key}: {message}")]
     Invalid { key: String, message: String },
+}
+
+/// `key: message` (the message on one line) or the message alone.
+fn keyed(key: &Option<String>, source: &toml::de::Error) -> String {
+    let message = source.message().trim().replace('\n', " ");
+    match key {
+        Some(k) if !k.is_empty() => format!("{k}: {message}"),
+        _ => message,
+    }
 }
 
 /// Largest `runtime.threads` (libtorch takes an `i32`; far more threads than cores only hurts).
@@ -413,35 +371,27 @@ impl Config {
         Config::parse(text.as_deref().zip(path), sets)
     }
 
-    /// [`Config::load`] on a file's text (`(text, path)`, the path for messages).
+    /// [`Config::load`] on a file's text (`(text, path)`, the path for messages). A value that
+    /// does not fit is blamed on the last `--set` of its key (or of a table around it, or of a
+    /// key inside it), else on the file.
     pub fn parse(file: Option<(&str, &Path)>, sets: &[String]) -> Result<Config, ConfigError> {
-        let path = file.map(|(_, p)| p);
         // Start from every default, so a file or `--set` may give any subset of a table.
         let mut table = toml::Table::try_from(Config::default()).expect("defaults serialize");
         if let Some((text, p)) = file {
             let file = text
                 .parse::<toml::Table>()
-                .map_err(|e| ConfigError::Parse {
+                .map_err(|source| ConfigError::Parse {
                     path: p.to_path_buf(),
-                    message: e.to_string(),
+                    key: None,
+                    source,
                 })?;
             merge(&mut table, file);
         }
         for set in sets {
             apply_set(&mut table, set)?;
         }
-        let cfg: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-                let key = e.path().to_string();
-                let message = e.into_inner().to_string().replace('\n', " ");
-                match path {
-                    Some(p) => ConfigError::Parse {
-                        path: p.to_path_buf(),
-                        message: format!("{key}: {message}"),
-                    },
-                    None => ConfigError::Invalid { key, message },
-                }
-            })?;
+        let cfg: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| blame(e.path().to_string(), e.into_inner(), file, sets))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -486,9 +436,10 @@ impl Config {
             ("augment.contrastive", self.augment.contrastive),
             ("augment.classification", self.augment.classification),
         ] {
-            augment::AugmentConfig::from(preset)
-                .validate()
-                .map_err(|e| invalid(&format!("{table}.{}", e.field), e.to_string()))?;
+            preset.validate().map_err(|e| {
+                let field = e.field().unwrap_or_default();
+                invalid(&format!("{table}.{field}"), e.to_string())
+            })?;
         }
         if !(1..=MAX_WIDTH).contains(&self.model.width) {
             return Err(invalid(
@@ -627,6 +578,44 @@ fn flatten(prefix: &str, v: &toml::Value, out: &mut Vec<(String, toml::Value)>) 
     }
 }
 
+/// The error for a value at `key` that does not deserialize: the last `--set` that touched
+/// `key` (the same key, a table holding it, or a key inside it), else the file, else the key.
+fn blame(
+    key: String,
+    source: toml::de::Error,
+    file: Option<(&str, &Path)>,
+    sets: &[String],
+) -> ConfigError {
+    let touches = |set: &&String| {
+        let set_key = set.split_once('=').map_or("", |(k, _)| k.trim());
+        let within = |outer: &str, inner: &str| {
+            inner == outer
+                || inner
+                    .strip_prefix(outer)
+                    .is_some_and(|r| r.starts_with('.'))
+        };
+        within(&key, set_key) || within(set_key, &key)
+    };
+    if let Some(set) = sets.iter().rev().find(touches) {
+        return ConfigError::SetValue {
+            set: set.clone(),
+            key,
+            source,
+        };
+    }
+    match file {
+        Some((_, path)) => ConfigError::Parse {
+            path: path.to_path_buf(),
+            key: Some(key),
+            source,
+        },
+        None => ConfigError::Invalid {
+            message: keyed(&None, &source),
+            key,
+        },
+    }
+}
+
 /// Applies one `key.path=value` override to `table`.
 fn apply_set(table: &mut toml::Table, set: &str) -> Result<(), ConfigError> {
     let (key, raw) = set
@@ -757,7 +746,7 @@ mod tests {
             .to_string();
         assert!(err.contains("loss.kind"), "{err}");
         let cfg = Config::load(None, &["loss.kind=nt_xent".into()]).unwrap();
-        assert_eq!(cfg.loss.kind, LossKind::NtXent);
+        assert_eq!(cfg.loss.kind, ContrastiveLossKind::NtXent);
     }
 
     #[test]
@@ -775,10 +764,10 @@ mod tests {
         );
         assert_eq!(cfg.model.width, 128);
         assert_eq!(cfg.loss.temperature, 0.1);
-        assert_eq!(cfg.loss.kind, LossKind::Keras);
+        assert_eq!(cfg.loss.kind, ContrastiveLossKind::Keras);
         assert_eq!(
             cfg.augment.contrastive,
-            AugmentPreset {
+            AugmentConfig {
                 min_area: 0.25,
                 brightness: 0.6,
                 jitter: 0.2
@@ -786,7 +775,7 @@ mod tests {
         );
         assert_eq!(
             cfg.augment.classification,
-            AugmentPreset {
+            AugmentConfig {
                 min_area: 0.75,
                 brightness: 0.3,
                 jitter: 0.1
@@ -794,6 +783,57 @@ mod tests {
         );
         assert_eq!(cfg.pretrain.optimizer, OptimizerConfig::default());
         assert_eq!(cfg.pretrain.optimizer.epsilon, 1e-7);
+    }
+
+    #[test]
+    fn a_bad_set_is_blamed_on_the_set_and_a_bad_file_on_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[data]\nbatch_size = 100\n").unwrap();
+        for set in [
+            "data.batch_size=\"many\"",
+            "data.colour=1",
+            "bogus.x=1",
+            "loss.kind=cosine",
+        ] {
+            let err =
+                Config::load(Some(&p), &["runtime.threads=2".into(), set.into()]).unwrap_err();
+            let text = err.to_string();
+            assert!(text.starts_with(&format!("--set {set}: ")), "{set}: {text}");
+            assert!(!text.contains("c.toml"), "{set}: {text}");
+            assert!(
+                std::error::Error::source(&err).is_some(),
+                "{set}: no source"
+            );
+        }
+        std::fs::write(&p, "[data]\nbatch_size = \"many\"\n").unwrap();
+        let err = Config::load(Some(&p), &["runtime.threads=2".into()]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("config ") && text.contains("c.toml: data.batch_size: "),
+            "{text}"
+        );
+        assert!(std::error::Error::source(&err).is_some());
+        std::fs::write(&p, "[data\n").unwrap();
+        let err = Config::load(Some(&p), &[]).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { key: None, .. }), "{err}");
+        assert!(std::error::Error::source(&err).is_some());
+    }
+
+    #[test]
+    fn choices_parse_and_print_with_the_file_spelling() {
+        for (name, choice) in [
+            ("auto", DeviceChoice::Auto),
+            ("cpu", DeviceChoice::Cpu),
+            ("cuda", DeviceChoice::Cuda),
+        ] {
+            assert_eq!(name.parse::<DeviceChoice>().unwrap(), choice);
+            assert_eq!(choice.to_string(), name);
+        }
+        assert_eq!(PrecisionChoice::Bf16.to_string(), "bf16");
+        assert_eq!("fp32".parse::<PrecisionChoice>(), Ok(PrecisionChoice::Fp32));
+        let err = "gpu".parse::<DeviceChoice>().unwrap_err();
+        assert!(err.contains("gpu") && err.contains("cuda"), "{err}");
     }
 
     #[test]

@@ -333,13 +333,13 @@ pub fn augmentation_grid(cfg: &Config, ds: &Dataset, count: usize, path: &Path) 
     let n = count.min(ds.train.len());
     let images = ds.train.images(&(0..n).collect::<Vec<_>>());
     let seed = cfg.runtime.seed;
-    let mut weak = Augmenter::new(cfg.augment.classification.into(), seed ^ 0xA11, Device::Cpu)?;
-    let mut strong = Augmenter::new(cfg.augment.contrastive.into(), seed ^ 0xB22, Device::Cpu)?;
+    let mut weak = Augmenter::new(cfg.augment.classification, seed ^ 0xA11, Device::Cpu)?;
+    let mut strong = Augmenter::new(cfg.augment.contrastive, seed ^ 0xB22, Device::Cpu)?;
     let rows = [
         ("Original", weak.inference(&images)),
-        ("Weakly augmented", weak.augment(&images)),
-        ("Strongly augmented", strong.augment(&images)),
-        ("Strongly augmented", strong.augment(&images)),
+        ("Weakly augmented", weak.augment(&images)?),
+        ("Strongly augmented", strong.augment(&images)?),
+        ("Strongly augmented", strong.augment(&images)?),
     ];
     image_grid(path, &rows)
 }

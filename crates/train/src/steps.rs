@@ -162,8 +162,8 @@ impl ContrastiveModel {
         // Before the optimizers exist, so that Adam's moments take the kernels' layout.
         encoder.set_memory_format(compute.format);
         let seed = cfg.runtime.seed;
-        let augmenter = |preset: crate::config::AugmentPreset, stream| {
-            Augmenter::new(preset.into(), stream_seed(seed, stream), device)
+        let augmenter = |preset, stream| {
+            Augmenter::new(preset, stream_seed(seed, stream), device)
                 .map(|a| a.with_format(compute.format))
         };
         Ok(ContrastiveModel {
@@ -179,7 +179,7 @@ impl ContrastiveModel {
                 cfg.augment.classification,
                 SeedStream::ProbeAugment,
             )?,
-            loss: cfg.loss.kind.into(),
+            loss: cfg.loss.kind,
             temperature: cfg.loss.temperature,
             knn: cfg.eval.knn_monitor.then(|| cfg.eval.knn()),
             compute,
@@ -195,7 +195,7 @@ impl ContrastiveModel {
         // Both labeled and unlabeled images are used, without labels.
         let (c_loss, c_acc) = self.contrastive_step(&images)?;
         // Labels are only used by the linear probe.
-        let (p_loss, p_acc) = self.probe_step(&images.narrow(0, n - l, l), &labels);
+        let (p_loss, p_acc) = self.probe_step(&images.narrow(0, n - l, l), &labels)?;
         Ok(Tensor::stack(&[c_loss, c_acc, p_loss, p_acc], 0))
     }
 
@@ -206,7 +206,7 @@ impl ContrastiveModel {
         let n = images.size()[0];
         let views = self
             .contrastive_augmenter
-            .augment(&images.repeat([2, 1, 1, 1]));
+            .augment(&images.repeat([2, 1, 1, 1]))?;
         let projections = to_f32(&self.compute.autocast(|| self.project(&views)));
         let (z1, z2) = (projections.narrow(0, 0, n), projections.narrow(0, n, n));
         let (c_loss, logits) = self.loss.compute(&z1, &z2, self.temperature)?;
@@ -238,15 +238,15 @@ impl ContrastiveModel {
     /// Weak augmentation of the labeled images, the encoder in inference mode without gradient
     /// (features detached), the linear probe, and one `probe_optimizer` step (probe only):
     /// `(p_loss, p_acc)` as scalar device tensors.
-    pub fn probe_step(&mut self, labeled: &Tensor, labels: &Tensor) -> (Tensor, Tensor) {
-        let x = self.classification_augmenter.augment(labeled);
+    pub fn probe_step(&mut self, labeled: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
+        let x = self.classification_augmenter.augment(labeled)?;
         let features =
             tch::no_grad(|| to_f32(&self.compute.autocast(|| self.encoder.forward_t(&x, false))));
         let class_logits = self.linear_probe.forward(&features.detach());
         let p_loss = class_logits.cross_entropy_for_logits(labels);
         self.probe_optimizer.backward_step(&p_loss);
         let p_acc = class_logits.detach().accuracy_for_logits(labels);
-        (p_loss.detach(), p_acc)
+        Ok((p_loss.detach(), p_acc))
     }
 
     pub fn compute(&self) -> Compute {
@@ -355,7 +355,7 @@ impl SupervisedModel {
         Ok(SupervisedModel {
             optimizer: Adam::new("optimizer", &vs, &run.optimizer),
             augmenter: Augmenter::new(
-                cfg.augment.classification.into(),
+                cfg.augment.classification,
                 stream_seed(cfg.runtime.seed, stream),
                 compute.device,
             )?
@@ -368,11 +368,11 @@ impl SupervisedModel {
 
     /// One step on uint8 `images` `[N,3,H,W]` and int64 `labels` `[N]`: `[loss, acc]` on the
     /// device.
-    pub fn step(&mut self, images: &Tensor, labels: &Tensor) -> Tensor {
+    pub fn step(&mut self, images: &Tensor, labels: &Tensor) -> Result<Tensor> {
         let labels = accel::upload(labels, self.compute.device);
         let x = self
             .augmenter
-            .augment(&accel::upload(images, self.compute.device));
+            .augment(&accel::upload(images, self.compute.device))?;
         let logits = to_f32(
             &self
                 .compute
@@ -381,7 +381,7 @@ impl SupervisedModel {
         let loss = logits.cross_entropy_for_logits(&labels);
         self.optimizer.backward_step(&loss);
         let acc = logits.detach().accuracy_for_logits(&labels);
-        Tensor::stack(&[loss.detach(), acc], 0)
+        Ok(Tensor::stack(&[loss.detach(), acc], 0))
     }
 
     pub fn compute(&self) -> Compute {
@@ -395,7 +395,7 @@ impl TrainStep for SupervisedModel {
     const VIEWS: usize = 1;
 
     fn train_step(&mut self, batch: &Batch) -> Result<Tensor> {
-        Ok(self.step(&batch.images, &batch.labels))
+        self.step(&batch.images, &batch.labels)
     }
 
     fn test_sums(&self, batch: &Batch) -> Tensor {
