@@ -312,7 +312,7 @@ pub enum ConfigError {
         /// The key at fault, when the text parsed but a value did not fit.
         key: Option<String>,
         #[source]
-        source: toml::de::Error,
+        source: Box<toml::de::Error>,
     },
     #[error("--set {0}: expected key=value")]
     SetSyntax(String),
@@ -324,7 +324,7 @@ pub enum ConfigError {
         set: String,
         key: String,
         #[source]
-        source: toml::de::Error,
+        source: Box<toml::de::Error>,
     },
     #[error("{key}: {message}")]
     Invalid { key: String, message: String },
@@ -383,7 +383,7 @@ impl Config {
                 .map_err(|source| ConfigError::Parse {
                     path: p.to_path_buf(),
                     key: None,
-                    source,
+                    source: Box::new(source),
                 })?;
             merge(&mut table, file);
         }
@@ -391,7 +391,7 @@ impl Config {
             apply_set(&mut table, set)?;
         }
         let cfg: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| blame(e.path().to_string(), e.into_inner(), file, sets))?;
+            .map_err(|e| blame(e.path().to_string(), Box::new(e.into_inner()), file, sets))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -582,7 +582,7 @@ fn flatten(prefix: &str, v: &toml::Value, out: &mut Vec<(String, toml::Value)>) 
 /// `key` (the same key, a table holding it, or a key inside it), else the file, else the key.
 fn blame(
     key: String,
-    source: toml::de::Error,
+    source: Box<toml::de::Error>,
     file: Option<(&str, &Path)>,
     sets: &[String],
 ) -> ConfigError {
