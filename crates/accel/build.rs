@@ -1,11 +1,9 @@
-include!("../../build-support/link_torch.rs");
-
 /// Compiles `shim/accel.cpp` (autocast and the CUDA hooks libtorch only exposes in C++) against
 /// the same libtorch headers tch builds with.
 fn main() {
-    link_torch();
+    torch_link::link();
     println!("cargo:rerun-if-changed=shim/accel.cpp");
-    let lib = std::path::PathBuf::from(libtorch_lib());
+    let lib = std::path::PathBuf::from(torch_link::libtorch_lib());
     let include = lib.join("../include");
     cc::Build::new()
         .cpp(true)

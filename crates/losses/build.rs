@@ -1,5 +1,3 @@
-include!("../../build-support/link_torch.rs");
-
 fn main() {
-    link_torch();
+    torch_link::link();
 }

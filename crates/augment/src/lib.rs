@@ -19,7 +19,7 @@
 //! use tch::{Device, Kind, Tensor};
 //! let images = Tensor::zeros([4, 3, 32, 32], (Kind::Uint8, Device::Cpu));
 //! let mut strong = Augmenter::new(AugmentConfig::contrastive(), 42, Device::Cpu)?;
-//! let views = strong.augment(&images); // float32 [4, 3, 32, 32] in [0, 1]
+//! let views = strong.augment(&images)?; // float32 [4, 3, 32, 32] in [0, 1]
 //! assert_eq!(views.size(), [4, 3, 32, 32]);
 //! # Ok::<(), augment::AugmentError>(())
 //! ```
