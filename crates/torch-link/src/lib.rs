@@ -13,7 +13,7 @@
 //! [build-dependencies]
 //! torch-link = { path = "../simclr-rs/crates/torch-link" }
 //! ```
-//! ```no_run
+//! ```text
 //! // build.rs
 //! fn main() {
 //!     torch_link::link();
