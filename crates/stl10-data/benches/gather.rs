@@ -2,7 +2,8 @@
 //! STL-10 pretraining step draws them. Prints images/s.
 
 use criterion::{Criterion, Throughput, criterion_group};
-use stl10_data::{DataConfig, Stream, fixtures::write_stl10, load, permutation};
+use seeds::{Stream, permutation};
+use stl10_data::{DataConfig, fixtures::write_stl10, load};
 
 fn gather(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -2,44 +2,14 @@
 //!
 //! `steps = (U + L) / batch_size`; each step zips an unlabeled batch of `U / steps` images
 //! with a labeled batch of `L / steps` images (STL-10, 525: 200 steps of 500 + 25). Both splits
-//! are reshuffled every epoch from `(seed, epoch)`, so a run is reproducible.
+//! are reshuffled every epoch from `(seed, epoch)` (the `seeds` crate's streams), so a run is
+//! reproducible.
 
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
+use seeds::{Stream, permutation};
 use tch::Tensor;
 
 use crate::error::{DataError, Result};
 use crate::images::Split;
-
-/// Independent random streams derived from one seed.
-#[derive(Debug, Clone, Copy)]
-#[repr(u64)]
-pub enum Stream {
-    Unlabeled = 1,
-    Labeled = 2,
-    Supervised = 3,
-    LabeledSelection = 4,
-}
-
-/// A generator for `(seed, epoch, stream)`: the same triple always gives the same numbers.
-pub fn rng(seed: u64, epoch: u64, stream: Stream) -> ChaCha8Rng {
-    // splitmix64 over the three words, so nearby seeds give unrelated streams.
-    let mut z = seed
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .wrapping_add(epoch.wrapping_mul(0xBF58_476D_1CE4_E5B9))
-        .wrapping_add((stream as u64).wrapping_mul(0x94D0_49BB_1331_11EB));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    ChaCha8Rng::seed_from_u64(z ^ (z >> 31))
-}
-
-/// A permutation of `0..n` for `(seed, epoch, stream)`.
-pub fn permutation(n: usize, seed: u64, epoch: u64, stream: Stream) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut rng(seed, epoch, stream));
-    order
-}
 
 /// Per-step batch sizes derived from the split sizes, as the example derives them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

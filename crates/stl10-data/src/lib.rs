@@ -21,9 +21,7 @@ mod image_file;
 mod images;
 pub mod stl10;
 
-pub use batching::{
-    BatchPlan, LabeledBatch, LabeledEpoch, Stream, ZippedBatch, ZippedEpoch, permutation, rng,
-};
+pub use batching::{BatchPlan, LabeledBatch, LabeledEpoch, ZippedBatch, ZippedEpoch};
 pub use config::{DataConfig, DataKind};
 pub use error::{DataError, Result};
 pub use export::{export_png, inspect};
@@ -83,7 +81,7 @@ pub fn per_class_selection(
     n: usize,
     seed: u64,
 ) -> Result<(Vec<usize>, Vec<usize>)> {
-    let mut rng = rng(seed, 0, Stream::LabeledSelection);
+    let mut rng = seeds::rng(seed, 0, seeds::Stream::LabeledSelection);
     let (mut keep, mut rest) = (Vec::new(), Vec::new());
     for (class, name) in class_names.iter().enumerate() {
         let mut members: Vec<usize> = (0..labels.len())

@@ -1,7 +1,7 @@
 use std::collections::HashSet;
 
 use stl10_data::fixtures::write_stl10;
-use stl10_data::{BatchPlan, DataConfig, LabeledEpoch, Stream, ZippedEpoch, load, permutation};
+use stl10_data::{BatchPlan, DataConfig, LabeledEpoch, ZippedEpoch, load};
 
 #[test]
 fn the_keras_example_gives_200_steps_of_500_plus_25() {
@@ -38,14 +38,14 @@ fn plans_without_a_step_or_with_an_empty_batch_say_why() {
 
 #[test]
 fn permutations_are_reproducible_and_differ_across_epochs_and_seeds() {
-    let p = permutation(1000, 7, 0, Stream::Unlabeled);
+    let p = seeds::permutation(1000, 7, 0, seeds::Stream::Unlabeled);
     let mut sorted = p.clone();
     sorted.sort_unstable();
     assert_eq!(sorted, (0..1000).collect::<Vec<_>>());
-    assert_eq!(p, permutation(1000, 7, 0, Stream::Unlabeled));
-    assert_ne!(p, permutation(1000, 7, 1, Stream::Unlabeled));
-    assert_ne!(p, permutation(1000, 8, 0, Stream::Unlabeled));
-    assert_ne!(p, permutation(1000, 7, 0, Stream::Labeled));
+    assert_eq!(p, seeds::permutation(1000, 7, 0, seeds::Stream::Unlabeled));
+    assert_ne!(p, seeds::permutation(1000, 7, 1, seeds::Stream::Unlabeled));
+    assert_ne!(p, seeds::permutation(1000, 8, 0, seeds::Stream::Unlabeled));
+    assert_ne!(p, seeds::permutation(1000, 7, 0, seeds::Stream::Labeled));
 }
 
 #[test]

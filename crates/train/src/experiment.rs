@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use augment::Augmenter;
+use seeds::Stream;
 use stl10_data::{BatchPlan, Dataset};
 use tch::Device;
 
@@ -333,8 +334,16 @@ pub fn augmentation_grid(cfg: &Config, ds: &Dataset, count: usize, path: &Path) 
     let n = count.min(ds.train.len());
     let images = ds.train.images(&(0..n).collect::<Vec<_>>());
     let seed = cfg.runtime.seed;
-    let mut weak = Augmenter::new(cfg.augment.classification, seed ^ 0xA11, Device::Cpu)?;
-    let mut strong = Augmenter::new(cfg.augment.contrastive, seed ^ 0xB22, Device::Cpu)?;
+    let mut weak = Augmenter::new(
+        cfg.augment.classification,
+        seeds::seed(seed, Stream::PreviewWeak),
+        Device::Cpu,
+    )?;
+    let mut strong = Augmenter::new(
+        cfg.augment.contrastive,
+        seeds::seed(seed, Stream::PreviewStrong),
+        Device::Cpu,
+    )?;
     let rows = [
         ("Original", weak.inference(&images)),
         ("Weakly augmented", weak.augment(&images)?),

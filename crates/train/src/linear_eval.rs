@@ -11,7 +11,6 @@ use tch::{Kind, Tensor};
 use crate::config::EvalConfig;
 use crate::error::{Result, TrainError};
 use crate::optim::Adam;
-use crate::seeds::{SeedStream, stream_seed};
 
 /// What a linear evaluation measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -41,13 +40,13 @@ pub fn evaluate(
         ));
     }
     let device = train.device();
-    let _init = crate::seeds::init_seed(seed, SeedStream::LinearEval);
+    let _init = crate::init_guard::init_seed(seed, seeds::Stream::LinearEval);
     let vs = nn::VarStore::new(device);
     let probe = LinearProbe::new(&(vs.root() / "linear_probe"), train.size()[1], classes);
     drop(_init);
     let mut adam = Adam::new("linear_optimizer", &vs, &cfg.linear_optimizer);
     let batch = cfg.linear_batch_size.min(n);
-    let order_seed = stream_seed(seed, SeedStream::LinearEval);
+    let order_seed = seeds::seed(seed, seeds::Stream::LinearEval);
     let (mut pass, mut order, mut at) = (0u64, Vec::new(), n);
     // Sum and count of the losses of the current pass, on the device.
     let mut last = (Tensor::zeros([], (Kind::Double, device)), 0usize);
@@ -56,7 +55,7 @@ pub fn evaluate(
     for _ in 0..steps {
         if at + batch > n {
             pass += 1;
-            order = stl10_data::permutation(n, order_seed, pass, stl10_data::Stream::Supervised)
+            order = seeds::permutation(n, order_seed, pass, seeds::Stream::Supervised)
                 .into_iter()
                 .map(|i| i as i64)
                 .collect();

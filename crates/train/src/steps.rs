@@ -18,11 +18,12 @@ use tch::{Device, Kind, Tensor};
 
 use crate::config::Config;
 use crate::error::Result;
+use crate::init_guard::init_seed;
 use crate::knn::Knn;
 use crate::loader::{Batch, Loader};
 use crate::optim::Adam;
 use crate::runtime::Compute;
-use crate::seeds::{SeedStream, init_seed, stream_seed};
+use seeds::Stream;
 
 /// `[summed cross-entropy, correct predictions]` of `logits` against `labels`, on the device.
 fn ce_sum_and_correct(logits: &Tensor, labels: &Tensor) -> Tensor {
@@ -150,7 +151,7 @@ pub struct ContrastiveModel {
 
 impl ContrastiveModel {
     pub fn new(cfg: &Config, classes: i64, compute: Compute) -> Result<Self> {
-        let _init = init_seed(cfg.runtime.seed, SeedStream::Contrastive);
+        let _init = init_seed(cfg.runtime.seed, Stream::Contrastive);
         let device = compute.device;
         let vs = nn::VarStore::new(device);
         let probe_vs = nn::VarStore::new(device);
@@ -163,7 +164,7 @@ impl ContrastiveModel {
         encoder.set_memory_format(compute.format);
         let seed = cfg.runtime.seed;
         let augmenter = |preset, stream| {
-            Augmenter::new(preset, stream_seed(seed, stream), device)
+            Augmenter::new(preset, seeds::seed(seed, stream), device)
                 .map(|a| a.with_format(compute.format))
         };
         Ok(ContrastiveModel {
@@ -174,11 +175,8 @@ impl ContrastiveModel {
             encoder,
             projection_head,
             linear_probe,
-            contrastive_augmenter: augmenter(cfg.augment.contrastive, SeedStream::Contrastive)?,
-            classification_augmenter: augmenter(
-                cfg.augment.classification,
-                SeedStream::ProbeAugment,
-            )?,
+            contrastive_augmenter: augmenter(cfg.augment.contrastive, Stream::Contrastive)?,
+            classification_augmenter: augmenter(cfg.augment.classification, Stream::ProbeAugment)?,
             loss: cfg.loss.kind,
             temperature: cfg.loss.temperature,
             knn: cfg.eval.knn_monitor.then(|| cfg.eval.knn()),
@@ -343,9 +341,9 @@ impl SupervisedModel {
     /// only keeps references to the variables, which loading overwrites in place).
     pub fn new(cfg: &Config, classes: i64, compute: Compute, finetune: bool) -> Result<Self> {
         let (run, stream) = if finetune {
-            (&cfg.finetune, SeedStream::Finetune)
+            (&cfg.finetune, Stream::Finetune)
         } else {
-            (&cfg.baseline, SeedStream::Baseline)
+            (&cfg.baseline, Stream::Baseline)
         };
         let _init = init_seed(cfg.runtime.seed, stream);
         let vs = nn::VarStore::new(compute.device);
@@ -356,7 +354,7 @@ impl SupervisedModel {
             optimizer: Adam::new("optimizer", &vs, &run.optimizer),
             augmenter: Augmenter::new(
                 cfg.augment.classification,
-                stream_seed(cfg.runtime.seed, stream),
+                seeds::seed(cfg.runtime.seed, stream),
                 compute.device,
             )?
             .with_format(compute.format),
