@@ -225,11 +225,7 @@ fn resume_hint(err: &anyhow::Error, command: &str, dir: &std::path::Path) -> Opt
     err.chain().find_map(|e| match e.downcast_ref()? {
         train::TrainError::Interrupted { .. } => Some(format!("resume with: {resume}")),
         train::TrainError::NonFinite { run, .. } => {
-            let table = match run.as_str() {
-                "pretraining" => "pretrain",
-                "finetuning" => "finetune",
-                other => other,
-            };
+            let table = train::Run::from_name(run).map_or(run.as_str(), |r| r.table());
             Some(format!(
                 "continue from the last good checkpoint with a lower rate: {resume} --set \
                  {table}.optimizer.learning_rate=..."
@@ -243,7 +239,7 @@ fn resume_hint(err: &anyhow::Error, command: &str, dir: &std::path::Path) -> Opt
 /// the pretraining resumes from its checkpoint and the sweep can take its encoder.
 fn sweep_hint(err: &anyhow::Error, out: &std::path::Path) -> Option<String> {
     err.chain().find_map(|e| match e.downcast_ref()? {
-        train::TrainError::Interrupted { run, .. } if run == "pretraining" => Some(format!(
+        train::TrainError::Interrupted { run, .. } if run == train::Run::Pretraining.name() => Some(format!(
             "continue with: simclr-cli pretrain --resume {dir}, then simclr-cli sweep --encoder \
              {dir}/encoder.safetensors ...",
             dir = out.display()

@@ -168,7 +168,7 @@ pub fn run(cfg: &Config, device: Device, steps: usize, warmup: usize) -> Result<
         Ok(())
     })?;
 
-    let mut clf = SupervisedModel::new(&cfg, 10, compute, false)?;
+    let mut clf = SupervisedModel::new(&cfg, 10, compute, crate::run::Run::Baseline)?;
     // A supervised step is about 40x shorter: time 20x as many, so both spans are seconds long.
     let supervised = timed(warmup, steps * SUPERVISED_STEPS_PER_STEP, device, |n| {
         run_steps(&mut clf, &loader, Feed::Labeled, n)

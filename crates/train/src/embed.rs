@@ -8,10 +8,10 @@ use ndarray::{Array1, Array2};
 use stl10_data::Dataset;
 use tch::{Device, Kind, Tensor};
 
-use crate::checkpoint::atomic;
+use crate::atomic::atomic;
 use crate::error::{Result, TrainError};
 use crate::features::{self, FrozenEncoder};
-use crate::report::scatter_plot;
+use crate::plots::scatter_plot;
 use crate::runtime::Compute;
 
 /// What `simclr-cli embed` writes.

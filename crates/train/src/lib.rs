@@ -1,18 +1,38 @@
-//! Training layer of simclr-rs: the typed configuration every command shares, the runtime
-//! set-up, the Keras example's train steps (the two-optimizer contrastive step and the
-//! supervised step), the epoch loops, checkpoints, reports and the whole experiment.
+//! Training layer of simclr-rs: the typed configuration every command shares, the Keras
+//! example's three runs (supervised baseline, contrastive pretraining with its linear probe,
+//! fine-tuning) into a run folder with checkpoints, histories, plots and a report, and what
+//! uses a trained encoder (kNN, linear evaluation, embeddings, prediction, the label-efficiency
+//! sweep).
 //!
 //! ```no_run
-//! let cfg = train::Config::load(Some("configs/stl10.toml".as_ref()), &["data.root=/data".into()])?;
+//! use train::{Config, Prepared, RunDir, experiment, fit::Silent};
+//! let cfg = Config::load(Some("configs/stl10.toml".as_ref()), &["data.root=/data".into()])?;
 //! let device = train::runtime::init(&cfg.runtime)?;
-//! let prep = train::experiment::Prepared::new(&cfg, device)?;
-//! let dir = train::experiment::RunDir::create("runs/stl10".as_ref(), &cfg)?;
-//! train::experiment::pretrain(&cfg, &prep, &dir, &mut train::fit::Silent)?;
+//! let prep = Prepared::new(&cfg, device)?;
+//! let dir = RunDir::create("runs/stl10".as_ref(), &cfg)?;
+//! experiment::pretrain(&cfg, &prep, &dir, &mut Silent)?;
+//! let histories = train::report::write_report(&cfg, &prep, &dir)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Modules, by what they do:
+//! - setting up: [`config`] (the TOML tables), [`runtime`] (device, threads, [`runtime::Compute`]),
+//!   [`prepared`] (the data set and batch plan the phases share);
+//! - training: [`run`] (the three runs and what tells them apart), [`experiment`] (the phases),
+//!   [`fit`] (the epoch loop's observer), [`metrics`] (per-epoch histories);
+//! - the run folder: [`run_dir`] (its files), [`state`] (phase checkpoints for `--resume`),
+//!   [`overview`] (summaries and the augmentation grid), [`report`] (plots and `report.md`);
+//! - using an encoder: [`features`], [`knn`], [`embed`], [`predict`], [`sweep`];
+//! - [`bench`]: the step benchmark.
+//!
+//! Internal: `steps` (the two train steps behind the `TrainStep` trait), `loader` (host or
+//! device-resident batches), `optim` (Adam with a saveable state), `checkpoint` (safetensors of
+//! variable groups), `atomic` (the one file writer), `plots` (drawing), `linear_eval`,
+//! `init_guard`.
 
+mod atomic;
 pub mod bench;
-pub mod checkpoint;
+mod checkpoint;
 pub mod config;
 pub mod embed;
 mod error;
@@ -21,16 +41,27 @@ pub mod features;
 pub mod fit;
 mod init_guard;
 pub mod knn;
-pub mod linear_eval;
-pub mod loader;
+mod linear_eval;
+mod loader;
 pub mod metrics;
-pub mod optim;
+mod optim;
+pub mod overview;
+mod plots;
 pub mod predict;
+pub mod prepared;
 pub mod report;
+pub mod run;
+pub mod run_dir;
 pub mod runtime;
 pub mod state;
-pub mod steps;
+mod steps;
 pub mod sweep;
+
+#[cfg(test)]
+mod tests;
 
 pub use config::{Config, ConfigError, RuntimeConfig};
 pub use error::{Result, TrainError};
+pub use prepared::Prepared;
+pub use run::Run;
+pub use run_dir::{Histories, RunDir};

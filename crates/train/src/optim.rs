@@ -69,15 +69,6 @@ impl Adam {
         }
     }
 
-    /// Updates applied so far (Keras's `iterations`).
-    pub fn step_count(&self) -> i64 {
-        self.step
-    }
-
-    pub fn learning_rate(&self) -> f64 {
-        self.config.learning_rate
-    }
-
     /// Clears the gradients, back-propagates `loss` and applies one update.
     pub fn backward_step(&mut self, loss: &Tensor) {
         self.zero_grad();
@@ -120,11 +111,6 @@ impl Adam {
                 let _ = s.var.g_sub_(&(&s.m / &denom * alpha));
             }
         });
-    }
-
-    /// Replaces the settings (a resumed run may change the learning rate); the moments stay.
-    pub fn set_config(&mut self, config: &OptimizerConfig) {
-        self.config = config.clone();
     }
 
     /// The state as named tensors (contiguous, on the CPU-independent names of the module

@@ -12,7 +12,7 @@ use tch::{Kind, Tensor};
 use crate::checkpoint;
 use crate::config::Config;
 use crate::error::{Result, TrainError};
-use crate::experiment::CLASSES_FILE;
+use crate::run_dir::CLASSES_FILE;
 use crate::runtime::Compute;
 
 /// Image files decoded and classified together.

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tch::Tensor;
 
-use crate::checkpoint::{atomic, write_file};
+use crate::atomic::{atomic, write_file};
 use crate::error::{Result, TrainError};
 use crate::fit::Position;
 use crate::metrics::History;

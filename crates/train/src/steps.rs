@@ -22,6 +22,7 @@ use crate::init_guard::init_seed;
 use crate::knn::Knn;
 use crate::loader::{Batch, Loader};
 use crate::optim::Adam;
+use crate::run::{KNN_METRIC, Run};
 use crate::runtime::Compute;
 use seeds::Stream;
 
@@ -246,10 +247,6 @@ impl ContrastiveModel {
         let p_acc = class_logits.detach().accuracy_for_logits(labels);
         Ok((p_loss.detach(), p_acc))
     }
-
-    pub fn compute(&self) -> Compute {
-        self.compute
-    }
 }
 
 impl TrainStep for ContrastiveModel {
@@ -279,7 +276,7 @@ impl TrainStep for ContrastiveModel {
         };
         let encode = |x: &Tensor| self.encoder.forward_t(x, false);
         let acc = crate::features::knn_accuracy(&self.compute, loader.ds, &knn, encode)?;
-        Ok(vec![("val_knn_acc", acc)])
+        Ok(vec![(KNN_METRIC, acc)])
     }
 
     fn device(&self) -> Device {
@@ -336,22 +333,19 @@ pub struct SupervisedModel {
 }
 
 impl SupervisedModel {
-    /// A fresh classifier; `finetune` picks the fine-tuning run's optimizer and random stream.
-    /// Load pretrained weights with [`crate::checkpoint::load`] before training (the optimizer
-    /// only keeps references to the variables, which loading overwrites in place).
-    pub fn new(cfg: &Config, classes: i64, compute: Compute, finetune: bool) -> Result<Self> {
-        let (run, stream) = if finetune {
-            (&cfg.finetune, Stream::Finetune)
-        } else {
-            (&cfg.baseline, Stream::Baseline)
-        };
+    /// A fresh classifier for `run` (its optimizer and random stream; `Baseline` or
+    /// `Finetuning`). Load pretrained weights with [`crate::checkpoint::load`] before training
+    /// (the optimizer only keeps references to the variables, which loading overwrites in
+    /// place).
+    pub fn new(cfg: &Config, classes: i64, compute: Compute, run: Run) -> Result<Self> {
+        let stream = run.stream();
         let _init = init_seed(cfg.runtime.seed, stream);
         let vs = nn::VarStore::new(compute.device);
         let enc_cfg = cfg.encoder_config();
         let classifier = Classifier::new(&vs.root(), &enc_cfg, classes)?;
         classifier.encoder.set_memory_format(compute.format);
         Ok(SupervisedModel {
-            optimizer: Adam::new("optimizer", &vs, &run.optimizer),
+            optimizer: Adam::new("optimizer", &vs, run.optimizer(cfg)),
             augmenter: Augmenter::new(
                 cfg.augment.classification,
                 seeds::seed(cfg.runtime.seed, stream),
@@ -380,10 +374,6 @@ impl SupervisedModel {
         self.optimizer.backward_step(&loss);
         let acc = logits.detach().accuracy_for_logits(&labels);
         Ok(Tensor::stack(&[loss.detach(), acc], 0))
-    }
-
-    pub fn compute(&self) -> Compute {
-        self.compute
     }
 }
 

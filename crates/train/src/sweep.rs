@@ -25,13 +25,16 @@ use serde::Serialize;
 use stl10_data::{Dataset, Split};
 use tch::Device;
 
-use crate::checkpoint::write_file;
+use crate::atomic::write_file;
 use crate::config::{Config, ConfigError};
 use crate::error::{Result, TrainError};
-use crate::experiment::{self, Prepared, RunDir};
+use crate::experiment;
 use crate::features::{self, FrozenEncoder};
 use crate::fit::Observer;
-use crate::report::efficiency_plot;
+use crate::plots::efficiency_plot;
+use crate::prepared::Prepared;
+use crate::run::Run;
+use crate::run_dir::RunDir;
 
 /// The command-line name of the budgets, for messages.
 const BUDGETS_ARG: &str = "--labels-per-class";
@@ -141,7 +144,7 @@ pub fn run(
     };
     let prep = Prepared::with_dataset(cfg, device, pretraining_data)?;
     let dir = RunDir::create(plan.out, cfg)?;
-    experiment::write_overview(cfg, &prep, &dir, 8)?;
+    crate::overview::write_overview(cfg, &prep, &dir, 8)?;
     let encoder: PathBuf = match plan.encoder {
         Some(e) => e.to_path_buf(),
         None => {
@@ -176,7 +179,7 @@ pub fn run(
         write_tables(&dir, &rows, full.num_classes())?;
     }
     let section = markdown(&rows, plan.encoder);
-    experiment::write_report_with(cfg, &prep, &dir, &section)?;
+    crate::report::write_report_with(cfg, &prep, &dir, &section)?;
     Ok(rows)
 }
 
@@ -264,7 +267,7 @@ impl Shared<'_> {
         dir.write_classes(&full.class_names)?;
         let baseline = experiment::baseline(&budget_cfg, &budget_prep, &dir, obs)?;
         let finetuned = experiment::finetune(&budget_cfg, &budget_prep, encoder, &dir, obs)?;
-        experiment::write_report(&budget_cfg, &budget_prep, &dir)?;
+        crate::report::write_report(&budget_cfg, &budget_prep, &dir)?;
 
         let subset = full.train.select(positions);
         let bank = frozen.split(&subset);
@@ -287,8 +290,12 @@ impl Shared<'_> {
             labels: m,
             batch_size: batch,
             steps_per_epoch: budget_prep.plan.steps,
-            baseline: baseline.best("val_acc").unwrap_or(f64::NAN),
-            finetuned: finetuned.best("val_acc").unwrap_or(f64::NAN),
+            baseline: baseline
+                .best(Run::Baseline.accuracy_metric())
+                .unwrap_or(f64::NAN),
+            finetuned: finetuned
+                .best(Run::Finetuning.accuracy_metric())
+                .unwrap_or(f64::NAN),
             linear: linear.test_acc,
             knn,
         })

@@ -2,13 +2,10 @@
 
 use std::sync::Arc;
 
-use stl10_data::{BatchPlan, Dataset, ImageStore, Split};
+use stl10_data::{Dataset, ImageStore, Split};
 use tch::{Device, Kind, Tensor};
-use train::Config;
-use train::fit::{self, Phase, Silent};
-use train::loader::{Feed, Loader};
-use train::runtime::Compute;
-use train::steps::ContrastiveModel;
+use train::fit::Silent;
+use train::{Config, Prepared, RunDir, experiment};
 
 fn dataset() -> Dataset {
     let split = |n: i64, seed: i64| {
@@ -28,32 +25,17 @@ fn dataset() -> Dataset {
     }
 }
 
-/// Per-epoch metrics of a 2-epoch pretraining run of `cfg`.
-fn pretrain(cfg: &Config, ds: &Dataset) -> Vec<Vec<(String, f64)>> {
-    let plan = BatchPlan::new(48, 16, 16).unwrap();
-    let loader = Loader {
-        ds,
-        plan,
-        seed: cfg.runtime.seed,
-        resident: None,
-    };
+/// Per-epoch metrics of a 2-epoch pretraining run of `cfg`, through the public API, and the
+/// encoder it saved.
+fn pretrain(cfg: &Config, ds: &Dataset) -> (Vec<Vec<(String, f64)>>, Vec<u8>) {
+    let prep = Prepared::with_dataset(cfg, Device::Cpu, ds.clone()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dir = RunDir::create(out.path(), cfg).unwrap();
     // Unrelated use of the global generator in between must not matter.
     let _ = Tensor::rand([7], (Kind::Float, Device::Cpu));
-    let mut m = ContrastiveModel::new(cfg, 4, Compute::new(cfg, Device::Cpu)).unwrap();
-    let every = cfg.runtime.metrics_every;
-    let h = fit::fit_fresh(
-        &mut m,
-        &Phase {
-            run: "pretraining",
-            loader: &loader,
-            feed: Feed::Zipped,
-            epochs: 2,
-            metrics_every: every,
-        },
-        &mut Silent,
-    )
-    .unwrap();
-    h.epochs.into_iter().map(|e| e.metrics).collect()
+    let h = experiment::pretrain(cfg, &prep, &dir, &mut Silent).unwrap();
+    let encoder = std::fs::read(dir.file("encoder.safetensors")).unwrap();
+    (h.epochs.into_iter().map(|e| e.metrics).collect(), encoder)
 }
 
 #[test]
@@ -65,6 +47,9 @@ fn a_cpu_run_is_bit_reproducible_in_each_precision() {
             &[
                 "data.kind=folder".into(),
                 "data.image_size=32".into(),
+                "data.batch_size=16".into(),
+                "pretrain.epochs=2".into(),
+                "eval.knn_monitor=false".into(),
                 "model.width=8".into(),
                 "runtime.encoder_chunk=20".into(),
                 format!("runtime.precision={precision}"),
@@ -88,7 +73,8 @@ fn a_cpu_run_is_bit_reproducible_in_each_precision() {
         let mut every_step = cfg.clone();
         every_step.runtime.metrics_every = 1;
         let b = pretrain(&every_step, &ds);
-        for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+        assert_eq!(a.1, b.1, "{precision}: the same encoder, byte for byte");
+        for (x, y) in a.0.iter().flatten().zip(b.0.iter().flatten()) {
             assert_eq!(x.0, y.0);
             assert!(
                 (x.1 - y.1).abs() <= 1e-12 * x.1.abs().max(1.0),

@@ -6,10 +6,10 @@ use std::path::Path;
 
 use train::Config;
 use train::TrainError;
-use train::experiment::{self, Prepared, RunDir};
 use train::fit::{Observer, Silent};
 use train::metrics::History;
 use train::state;
+use train::{Prepared, RunDir, experiment};
 
 fn config(root: &Path, epochs: usize) -> Config {
     Config::load(

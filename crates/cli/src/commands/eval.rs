@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use tch::Device;
 use train::Config;
-use train::experiment::Prepared;
+use train::Prepared;
 use train::features::FrozenEncoder;
 use train::predict::{self, Predictor};
 use train::runtime::Compute;

@@ -3,7 +3,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use tch::Device;
 use train::Config;
-use train::experiment::{self, Prepared, RunDir};
+use train::{Prepared, RunDir, experiment, overview, report, run};
 
 use crate::args::RunArgs;
 use crate::progress::Progress;
@@ -40,7 +40,7 @@ pub fn run(
         Some(dir) => dir,
         None => RunDir::create(&args.out, cfg)?,
     };
-    experiment::write_overview(cfg, &prep, &dir, 8)?;
+    overview::write_overview(cfg, &prep, &dir, 8)?;
     match phases {
         Phases::All => {
             experiment::baseline(cfg, &prep, &dir, progress)?;
@@ -63,19 +63,20 @@ pub fn run(
                 .with_context(|| format!("fine-tuning from {}", encoder.display()))?;
         }
     }
-    let histories = experiment::write_report(cfg, &prep, &dir)?;
+    let histories = report::write_report(cfg, &prep, &dir)?;
     println!("run folder: {}", dir.path.display());
-    for (label, best) in experiment::best_accuracies(&histories) {
+    for (run, best) in histories.best_accuracies() {
         println!(
-            "Maximal validation accuracy: {:.2}% ({label})",
-            best * 100.0
+            "Maximal validation accuracy: {:.2}% ({})",
+            best * 100.0,
+            run.label()
         );
     }
-    if let Some(best) = experiment::best_knn(&histories) {
+    if let Some(best) = histories.best_knn() {
         println!(
             "Maximal kNN accuracy: {:.2}% ({}, k = {})",
             best * 100.0,
-            experiment::KNN_LABEL,
+            run::KNN_LABEL,
             cfg.eval.knn_k
         );
     }
@@ -92,7 +93,7 @@ pub fn evaluate(cfg: &Config, device: Device, checkpoint: &Path) -> Result<()> {
 
 pub fn augment_preview(cfg: &Config, count: usize, out: &Path) -> Result<()> {
     let ds = stl10_data::load(&cfg.data, cfg.runtime.seed)?;
-    experiment::augmentation_grid(cfg, &ds, count, out)?;
+    overview::augmentation_grid(cfg, &ds, count, out)?;
     println!("wrote {}", out.display());
     Ok(())
 }

@@ -3,17 +3,18 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::Config;
+use crate::TrainError;
+use crate::fit::Position;
+use crate::fit::{self, Observer, Phase, Silent};
+use crate::loader::{Batch, Feed, Loader, Resident};
+use crate::metrics::History;
+use crate::run::Run;
+use crate::run_dir::RunDir;
+use crate::runtime::Compute;
+use crate::steps::{ContrastiveModel, Snapshot, Streams, SupervisedModel, TrainStep};
 use stl10_data::{BatchPlan, Dataset, ImageStore, Split};
 use tch::{Device, Kind, Tensor};
-use train::Config;
-use train::TrainError;
-use train::experiment::RunDir;
-use train::fit::Position;
-use train::fit::{self, Observer, Phase, Silent};
-use train::loader::{Batch, Feed, Loader, Resident};
-use train::metrics::History;
-use train::runtime::Compute;
-use train::steps::{ContrastiveModel, Snapshot, Streams, SupervisedModel, TrainStep};
 
 fn small_config(size: usize, width: i64) -> Config {
     Config::load(
@@ -111,15 +112,15 @@ fn finetuning_starts_from_the_saved_encoder_and_the_baseline_from_a_fresh_one() 
     let mut m = ContrastiveModel::new(&cfg, 3, cpu(&cfg)).unwrap();
     let _ = m.contrastive_step(&random_images(6, 32)).unwrap();
     let path = dir.path().join("encoder.safetensors");
-    train::checkpoint::save(&m.vs, &["encoder"], &path).unwrap();
+    crate::checkpoint::save(&m.vs, &["encoder"], &path).unwrap();
     let pretrained = snapshot(&m.vs);
 
-    let ft = SupervisedModel::new(&cfg, 3, cpu(&cfg), true).unwrap();
+    let ft = SupervisedModel::new(&cfg, 3, cpu(&cfg), Run::Finetuning).unwrap();
     assert_eq!(
-        train::checkpoint::load(&ft.vs, "encoder", &path).unwrap(),
+        crate::checkpoint::load(&ft.vs, "encoder", &path).unwrap(),
         10
     );
-    let base = SupervisedModel::new(&cfg, 3, cpu(&cfg), false).unwrap();
+    let base = SupervisedModel::new(&cfg, 3, cpu(&cfg), Run::Baseline).unwrap();
     for (name, var) in ft.vs.variables() {
         if name.starts_with("encoder.") {
             assert!(var.equal(&pretrained[&name]), "{name} is the saved weight");
@@ -210,7 +211,7 @@ fn contrastive_learning_and_the_baseline_really_learn() {
     assert!(last > 0.2 && last > 2.0 * first, "c_acc {first} -> {last}");
     assert!(h.epochs.last().unwrap().get("c_loss").unwrap() < h.epochs[0].get("c_loss").unwrap());
 
-    let mut clf = SupervisedModel::new(&cfg, 4, cpu(&cfg), false).unwrap();
+    let mut clf = SupervisedModel::new(&cfg, 4, cpu(&cfg), Run::Baseline).unwrap();
     let h = fit::fit_fresh(
         &mut clf,
         &Phase {
@@ -235,8 +236,8 @@ fn a_run_folder_records_the_config_first_and_a_bad_checkpoint_is_named() {
     let back = Config::load(Some(&run.file("config.toml")), &[]).unwrap();
     assert_eq!(back, cfg);
     std::fs::write(dir.path().join("enc.safetensors"), b"nope").unwrap();
-    let m = SupervisedModel::new(&cfg, 4, cpu(&cfg), true).unwrap();
-    let e = train::checkpoint::load(&m.vs, "encoder", &dir.path().join("enc.safetensors"))
+    let m = SupervisedModel::new(&cfg, 4, cpu(&cfg), Run::Finetuning).unwrap();
+    let e = crate::checkpoint::load(&m.vs, "encoder", &dir.path().join("enc.safetensors"))
         .unwrap_err()
         .to_string();
     assert!(
@@ -358,7 +359,7 @@ impl TrainStep for Counting {
     const VALIDATION: [&'static str; 2] = ["val_loss", "val_acc"];
     const VIEWS: usize = 1;
 
-    fn train_step(&mut self, _batch: &Batch) -> train::Result<Tensor> {
+    fn train_step(&mut self, _batch: &Batch) -> crate::Result<Tensor> {
         self.k += 1.0;
         let loss = if Some(self.k) == self.nan_at {
             f32::NAN

@@ -1,17 +1,21 @@
 //! The CUDA path: steps that never wait for the device, and CUDA agreeing with the CPU. Each
 //! test skips without a GPU, and fails instead when SIMCLR_REQUIRE_CUDA is set (as
-//! scripts/gpu-check.sh does on a lent GPU machine). Alone in its binary, since libtorch's sync
-//! check is process-wide.
+//! scripts/gpu-check.sh does on a lent GPU machine). libtorch's sync check is process-wide, so
+//! the tests here take [`CUDA`] in turn, and no other test of this binary uses CUDA.
 
 use std::sync::Arc;
 
+use crate::Config;
+use crate::loader::{Feed, Loader, Resident};
+use crate::run::Run;
+use crate::runtime::Compute;
+use crate::steps::{ContrastiveModel, SupervisedModel, TrainStep};
 use accel::SyncDebug;
 use stl10_data::{BatchPlan, Dataset, ImageStore, Split};
 use tch::{Device, Kind, Tensor};
-use train::Config;
-use train::loader::{Feed, Loader, Resident};
-use train::runtime::Compute;
-use train::steps::{ContrastiveModel, SupervisedModel, TrainStep};
+
+/// Held by each test here: one at a time touches the device and its sync check.
+static CUDA: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn dataset() -> Dataset {
     let split = |n: i64, labeled: bool| {
@@ -67,6 +71,7 @@ fn cuda_steps_never_wait_for_the_device() {
     if !accel::cuda_for_tests() {
         return;
     }
+    let _device = CUDA.lock().unwrap_or_else(|e| e.into_inner());
     tch::Cuda::cudnn_set_benchmark(true);
     let ds = dataset();
     let plan = BatchPlan::new(48, 16, 16).unwrap();
@@ -84,7 +89,7 @@ fn cuda_steps_never_wait_for_the_device() {
             let mut m = ContrastiveModel::new(&cfg, 4, compute).unwrap();
             let sums = steps_without_sync(&mut m, &loader, Feed::Zipped);
             assert!(sums.iter().all(|v| v.is_finite()), "{precision}: {sums:?}");
-            let mut clf = SupervisedModel::new(&cfg, 4, compute, false).unwrap();
+            let mut clf = SupervisedModel::new(&cfg, 4, compute, Run::Baseline).unwrap();
             let sums = steps_without_sync(&mut clf, &loader, Feed::Labeled);
             assert!(sums.iter().all(|v| v.is_finite()), "{precision}: {sums:?}");
         }
@@ -96,6 +101,7 @@ fn a_cuda_step_matches_the_cpu_step() {
     if !accel::cuda_for_tests() {
         return;
     }
+    let _device = CUDA.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = config("fp32");
     let images =
         Tensor::randint(256, [12, 3, 32, 32], (Kind::Int64, Device::Cpu)).to_kind(Kind::Uint8);

@@ -1,0 +1,77 @@
+//! What a run folder shows before any training: `summary.txt` (Keras-style summaries of every
+//! model), `classes.txt` and `augmentations.png` (the seed's grid of augmented samples).
+
+use std::path::Path;
+
+use augment::Augmenter;
+use seeds::Stream;
+use stl10_data::Dataset;
+use tch::Device;
+
+use crate::atomic::write_file;
+use crate::config::Config;
+use crate::error::{Result, TrainError};
+use crate::plots::image_grid;
+use crate::prepared::Prepared;
+use crate::run::Run;
+use crate::run_dir::RunDir;
+use crate::runtime::Compute;
+use crate::steps::{ContrastiveModel, SupervisedModel};
+
+/// Writes `summary.txt` (Keras-style summaries of every model), `classes.txt` and
+/// `augmentations.png`.
+pub fn write_overview(cfg: &Config, prep: &Prepared, dir: &RunDir, count: usize) -> Result<()> {
+    let cpu = Compute::new(cfg, Device::Cpu);
+    let model = ContrastiveModel::new(cfg, prep.classes(), cpu)?;
+    let classifier = SupervisedModel::new(cfg, prep.classes(), cpu, Run::Baseline)?;
+    let text = format!(
+        "{}\n{}\n{}\n{}",
+        model.encoder.summary(),
+        model.projection_head.summary(),
+        model.linear_probe.summary(),
+        classifier.classifier.summary()
+    );
+    write_file(&dir.file("summary.txt"), text)?;
+    dir.write_classes(&prep.ds.class_names)?;
+    augmentation_grid(cfg, &prep.ds, count, &dir.file("augmentations.png"))
+}
+
+/// Most images per row of the augmentation grid.
+pub const MAX_PREVIEW: usize = 256;
+
+/// The seed's figure of `count` training images: original, weakly augmented and two strongly
+/// augmented versions.
+pub fn augmentation_grid(cfg: &Config, ds: &Dataset, count: usize, path: &Path) -> Result<()> {
+    if ds.train.is_empty() {
+        return Err(TrainError::file(
+            &cfg.data.root,
+            "the train split is empty: no images to preview",
+        ));
+    }
+    if !(1..=MAX_PREVIEW).contains(&count) {
+        return Err(TrainError::file(
+            path,
+            format!("--count must be in 1..={MAX_PREVIEW} images per row, got {count}"),
+        ));
+    }
+    let n = count.min(ds.train.len());
+    let images = ds.train.images(&(0..n).collect::<Vec<_>>());
+    let seed = cfg.runtime.seed;
+    let mut weak = Augmenter::new(
+        cfg.augment.classification,
+        seeds::seed(seed, Stream::PreviewWeak),
+        Device::Cpu,
+    )?;
+    let mut strong = Augmenter::new(
+        cfg.augment.contrastive,
+        seeds::seed(seed, Stream::PreviewStrong),
+        Device::Cpu,
+    )?;
+    let rows = [
+        ("Original", weak.inference(&images)),
+        ("Weakly augmented", weak.augment(&images)?),
+        ("Strongly augmented", strong.augment(&images)?),
+        ("Strongly augmented", strong.augment(&images)?),
+    ];
+    image_grid(path, &rows)
+}

@@ -1,0 +1,102 @@
+//! What every phase of one experiment shares: the loaded data set, its batch plan, how the
+//! steps run ([`Compute`]) and, on CUDA, the data set's copy resident on the device.
+
+use stl10_data::{BatchPlan, Dataset};
+use tch::Device;
+
+use crate::config::Config;
+use crate::error::{Result, TrainError};
+use crate::loader::{Loader, Resident};
+use crate::runtime::Compute;
+
+/// A loaded data set, its batch plan, how the steps run and, on CUDA, the data set's resident
+/// copy on the device, shared by the phases.
+pub struct Prepared {
+    pub ds: Dataset,
+    pub plan: BatchPlan,
+    pub compute: Compute,
+    pub resident: Option<Resident>,
+    pub seed: u64,
+    pub metrics_every: usize,
+}
+
+impl Prepared {
+    /// Loads the data and plans the batches; an empty test split is an error, since every
+    /// epoch is validated on it. On CUDA with `runtime.resident_data`, the uint8 images move
+    /// to the device once; if they do not fit, batches come from host memory instead.
+    pub fn new(cfg: &Config, device: Device) -> Result<Self> {
+        Prepared::with_dataset(cfg, device, stl10_data::load(&cfg.data, cfg.runtime.seed)?)
+    }
+
+    /// [`Prepared::new`] on a data set already loaded (or derived from one, as the sweep's
+    /// label budgets are).
+    pub fn with_dataset(cfg: &Config, device: Device, ds: Dataset) -> Result<Self> {
+        let plan = if ds.unlabeled.is_empty() {
+            // Supervised runs only; pretraining refuses (see `require_unlabeled`).
+            BatchPlan::supervised(ds.train.len(), cfg.data.batch_size)?
+        } else {
+            BatchPlan::new(ds.unlabeled.len(), ds.train.len(), cfg.data.batch_size)?
+        };
+        if ds.test.is_empty() {
+            return Err(TrainError::file(
+                &cfg.data.root,
+                "the test split is empty: every epoch is validated on it",
+            ));
+        }
+        tracing::info!(
+            train = ds.train.len(),
+            unlabeled = ds.unlabeled.len(),
+            test = ds.test.len(),
+            "{}",
+            plan.describe()
+        );
+        let compute = Compute::new(cfg, device);
+        let resident = (device.is_cuda() && cfg.runtime.resident_data)
+            .then(|| match Resident::upload(&ds, device) {
+                Ok(r) => {
+                    tracing::info!(bytes = r.bytes(), "data set resident on {device:?}");
+                    Some(r)
+                }
+                Err(e) => {
+                    tracing::warn!("data set stays in host memory: {e}");
+                    None
+                }
+            })
+            .flatten();
+        tracing::info!(compute = %compute.describe(), "steps run on");
+        Ok(Prepared {
+            ds,
+            plan,
+            compute,
+            resident,
+            seed: cfg.runtime.seed,
+            metrics_every: cfg.runtime.metrics_every,
+        })
+    }
+
+    /// An error unless the data set has unlabeled images (pretraining needs them).
+    pub fn require_unlabeled(&self, cfg: &Config) -> Result<()> {
+        if self.ds.unlabeled.is_empty() {
+            return Err(TrainError::file(
+                &cfg.data.root,
+                "no unlabeled images for pretraining (STL-10: unlabeled_X.bin; folders: \
+                 unlabeled/; IDX: set data.labeled_per_class to hold labels back)",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn classes(&self) -> i64 {
+        self.ds.num_classes() as i64
+    }
+
+    /// Batches of this data set, from the resident copy when there is one.
+    pub fn loader(&self) -> Loader<'_> {
+        Loader {
+            ds: &self.ds,
+            plan: self.plan,
+            seed: self.seed,
+            resident: self.resident.as_ref(),
+        }
+    }
+}
