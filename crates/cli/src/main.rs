@@ -109,33 +109,30 @@ fn load_config(cli: &Cli) -> anyhow::Result<train::Config> {
     )?)
 }
 
+/// Loads the configuration and the runtime, then hands each subcommand to its function: one
+/// flat match, one arm per subcommand, so that what every command does is read in one place.
 fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = load_config(&cli)?;
     let device = train::runtime::init(&cfg.runtime)?;
     tracing::debug!(device = %train::runtime::describe(device), "runtime ready");
     let quiet = cli.global.quiet;
-    let progress = |run: &RunArgs| {
+    // Training commands stop on Ctrl-C/SIGTERM after a checkpoint, and show bars on a terminal.
+    let progress = |no_progress: bool| {
         progress::stop_on_signals();
-        Progress::new(!run.no_progress && std::io::stderr().is_terminal(), quiet)
+        Progress::new(!no_progress && std::io::stderr().is_terminal(), quiet)
+    };
+    let train = |phases: Phases, run: &RunArgs| {
+        commands::train::run(&cfg, device, phases, run, &mut progress(run.no_progress))
     };
     match cli.command {
-        Command::Experiment(run) => {
-            commands::train::run(&cfg, device, Phases::All, &run, &mut progress(&run))
-        }
-        Command::Baseline(run) => {
-            commands::train::run(&cfg, device, Phases::Baseline, &run, &mut progress(&run))
-        }
-        Command::Pretrain(run) => {
-            commands::train::run(&cfg, device, Phases::Pretrain, &run, &mut progress(&run))
-        }
-        Command::Finetune { run, encoder } => commands::train::run(
-            &cfg,
-            device,
+        Command::Experiment(run) => train(Phases::All, &run),
+        Command::Baseline(run) => train(Phases::Baseline, &run),
+        Command::Pretrain(run) => train(Phases::Pretrain, &run),
+        Command::Finetune { run, encoder } => train(
             Phases::Finetune {
                 encoder: encoder.as_deref(),
             },
             &run,
-            &mut progress(&run),
         ),
         Command::Evaluate { checkpoint } => commands::train::evaluate(&cfg, device, &checkpoint),
         Command::AugmentPreview { count, out } => {
@@ -147,18 +144,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             encoder,
             out,
             no_progress,
-        } => {
-            progress::stop_on_signals();
-            let mut shown = Progress::new(!no_progress && std::io::stderr().is_terminal(), quiet);
-            commands::eval::sweep(
-                &cfg,
-                device,
-                &labels_per_class,
-                encoder.as_deref(),
-                &out,
-                &mut shown,
-            )
-        }
+        } => commands::eval::sweep(
+            &cfg,
+            device,
+            &labels_per_class,
+            encoder.as_deref(),
+            &out,
+            &mut progress(no_progress),
+        ),
         Command::Embed {
             encoder,
             split,

@@ -344,6 +344,14 @@ pub const MAX_THREADS: usize = 1024;
 /// Largest `model.width` (filters and units; the dense kernel grows with its square).
 pub const MAX_WIDTH: i64 = 4096;
 
+/// The error for an invalid value of `key`.
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
 /// Overlays `over` on `base`, table by table.
 fn merge(base: &mut toml::Table, over: toml::Table) {
     for (key, value) in over {
@@ -396,7 +404,7 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Checks values that no type can rule out.
+    /// Checks values that no type can rule out; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.data.validate().map_err(|e| match e {
             stl10_data::DataError::Config { key, problem } => ConfigError::Invalid {
@@ -408,10 +416,13 @@ impl Config {
                 message: other.to_string(),
             },
         })?;
-        let invalid = |key: &str, message: String| ConfigError::Invalid {
-            key: key.into(),
-            message,
-        };
+        self.validate_runtime()?;
+        self.validate_model()?;
+        self.validate_counts()?;
+        self.validate_optimizers()
+    }
+
+    fn validate_runtime(&self) -> Result<(), ConfigError> {
         if let Some(t) = self.runtime.threads
             && !(1..=MAX_THREADS).contains(&t)
         {
@@ -421,17 +432,16 @@ impl Config {
             ));
         }
         if self.runtime.encoder_chunk == Some(0) {
-            return Err(invalid(
-                "runtime.encoder_chunk",
-                "must be at least 1".into(),
-            ));
+            return Err(invalid("runtime.encoder_chunk", "must be at least 1"));
         }
         if self.runtime.metrics_every == 0 {
-            return Err(invalid(
-                "runtime.metrics_every",
-                "must be at least 1".into(),
-            ));
+            return Err(invalid("runtime.metrics_every", "must be at least 1"));
         }
+        Ok(())
+    }
+
+    /// The augmentation presets, the width and the temperatures.
+    fn validate_model(&self) -> Result<(), ConfigError> {
         for (table, preset) in [
             ("augment.contrastive", self.augment.contrastive),
             ("augment.classification", self.augment.classification),
@@ -447,17 +457,19 @@ impl Config {
                 format!("must be in 1..={MAX_WIDTH}, got {}", self.model.width),
             ));
         }
-        let t = self.loss.temperature;
-        if !(t.is_finite() && t > 0.0) {
-            return Err(invalid("loss.temperature", format!("must be > 0, got {t}")));
+        for (key, t) in [
+            ("loss.temperature", self.loss.temperature),
+            ("eval.knn_temperature", self.eval.knn_temperature),
+        ] {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(invalid(key, format!("must be > 0, got {t}")));
+            }
         }
-        let t = self.eval.knn_temperature;
-        if !(t.is_finite() && t > 0.0) {
-            return Err(invalid(
-                "eval.knn_temperature",
-                format!("must be > 0, got {t}"),
-            ));
-        }
+        Ok(())
+    }
+
+    /// Epochs and counts that must be at least 1.
+    fn validate_counts(&self) -> Result<(), ConfigError> {
         for (key, count) in [
             ("eval.knn_k", self.eval.knn_k),
             ("eval.linear_epochs", self.eval.linear_epochs),
@@ -467,9 +479,13 @@ impl Config {
             ("finetune.epochs", self.finetune.epochs),
         ] {
             if count == 0 {
-                return Err(invalid(key, "must be at least 1".into()));
+                return Err(invalid(key, "must be at least 1"));
             }
         }
+        Ok(())
+    }
+
+    fn validate_optimizers(&self) -> Result<(), ConfigError> {
         for (key, opt) in [
             ("baseline.optimizer", &self.baseline.optimizer),
             ("pretrain.optimizer", &self.pretrain.optimizer),

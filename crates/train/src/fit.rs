@@ -48,7 +48,7 @@ pub struct Position {
 
 /// One phase to train: its name, data, feed and length.
 #[derive(Clone, Copy)]
-pub struct Phase<'a> {
+pub(crate) struct Phase<'a> {
     /// The run's name in histories and messages (`baseline`, `pretraining`, `finetuning`).
     pub run: &'a str,
     pub loader: &'a Loader<'a>,
@@ -60,7 +60,7 @@ pub struct Phase<'a> {
 
 /// Called with the model, the history so far and the position after every epoch and on a stop
 /// request; writes a checkpoint.
-pub type Checkpoint<'a, S> = dyn FnMut(&S, &History, &Position) -> Result<()> + 'a;
+pub(crate) type Checkpoint<'a, S> = dyn FnMut(&S, &History, &Position) -> Result<()> + 'a;
 
 /// Metric sums on the device (float64), added to without waiting and read on demand, and the
 /// first step whose metrics were not finite (-1 while all were).
@@ -129,7 +129,7 @@ fn diverged(run: &str, names: &[&str], sums: &[f64], epoch: usize, step: usize) 
 /// mid-epoch and [`TrainError::Interrupted`] is returned; resuming from that checkpoint gives
 /// what an uninterrupted run gives. A non-finite metric ends the run with
 /// [`TrainError::NonFinite`] before any checkpoint of the bad weights is written.
-pub fn fit<S: TrainStep>(
+pub(crate) fn fit<S: TrainStep>(
     model: &mut S,
     phase: &Phase,
     mut history: History,
@@ -137,68 +137,15 @@ pub fn fit<S: TrainStep>(
     checkpoint: &mut Checkpoint<S>,
     obs: &mut dyn Observer,
 ) -> Result<History> {
-    let every = phase.metrics_every.max(1);
     let mut pos = start;
     // Asked to stop before anything ran (between two phases): nothing new to save.
     if obs.should_stop() && pos.epoch < phase.epochs {
-        return Err(TrainError::Interrupted {
-            run: phase.run.to_string(),
-            epoch: pos.epoch + 1,
-            step: pos.step,
-        });
+        return Err(interrupted(phase, pos.epoch + 1, pos.step));
     }
     while pos.epoch < phase.epochs {
         let epoch = pos.epoch + 1;
-        let batches = phase.loader.epoch(phase.feed, epoch, pos.step)?;
-        let steps = batches.steps();
-        obs.epoch_start(phase.run, epoch, phase.epochs, steps);
-        let mut sums = DeviceSums::new(&pos.sums, S::METRICS.len(), model.device());
-        let mut shown = means(S::METRICS, &pos.sums, pos.step);
-        let started = Instant::now();
-        let (done_seconds, mut images) = (pos.seconds, pos.images);
-        for (step, batch) in (pos.step + 1..).zip(batches) {
-            sums.add(&model.train_step(&batch)?, step);
-            images += S::VIEWS * batch.len();
-            let stop = obs.should_stop();
-            if step % every == 0 || step == steps || stop {
-                let (read, bad) = sums.read()?;
-                if let Some(bad) = bad {
-                    return Err(diverged(phase.run, S::METRICS, &read, epoch, bad));
-                }
-                shown = means(S::METRICS, &read, step);
-                if stop && step < steps {
-                    let at = Position {
-                        epoch: pos.epoch,
-                        step,
-                        sums: read,
-                        seconds: done_seconds + started.elapsed().as_secs_f64(),
-                        images,
-                    };
-                    checkpoint(model, &history, &at)?;
-                    return Err(TrainError::Interrupted {
-                        run: phase.run.to_string(),
-                        epoch,
-                        step,
-                    });
-                }
-            }
-            obs.step(step, &shown);
-        }
-        let seconds = done_seconds + started.elapsed().as_secs_f64();
-        let (val_loss, val_acc) = evaluate(model, phase.loader)?;
-        let monitors = model.monitors(phase.loader)?;
-        let [loss_name, acc_name] = S::VALIDATION;
-        let record = EpochRecord {
-            epoch,
-            metrics: shown
-                .into_iter()
-                .chain([(loss_name, val_loss), (acc_name, val_acc)])
-                .chain(monitors)
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-            train_seconds: seconds,
-            images_per_second: images as f64 / seconds.max(1e-9),
-        };
+        let trained = train_epoch(model, phase, &pos, &history, checkpoint, obs)?;
+        let record = epoch_record(model, phase, epoch, trained)?;
         obs.epoch_end(phase.run, &record);
         history.epochs.push(record);
         pos = Position {
@@ -207,18 +154,107 @@ pub fn fit<S: TrainStep>(
         };
         checkpoint(model, &history, &pos)?;
         if obs.should_stop() && pos.epoch < phase.epochs {
-            return Err(TrainError::Interrupted {
-                run: phase.run.to_string(),
-                epoch: epoch + 1,
-                step: 0,
-            });
+            return Err(interrupted(phase, epoch + 1, 0));
         }
     }
     Ok(history)
 }
 
+/// What an epoch's training steps leave behind.
+struct Trained {
+    /// The running means at the end of the epoch.
+    means: Vec<(&'static str, f64)>,
+    seconds: f64,
+    images: usize,
+}
+
+/// The training steps of the epoch after `pos`, from `pos.step` on; on a stop request, the
+/// position mid-epoch goes to `checkpoint` and the result is [`TrainError::Interrupted`].
+fn train_epoch<S: TrainStep>(
+    model: &mut S,
+    phase: &Phase,
+    pos: &Position,
+    history: &History,
+    checkpoint: &mut Checkpoint<S>,
+    obs: &mut dyn Observer,
+) -> Result<Trained> {
+    let (every, epoch) = (phase.metrics_every.max(1), pos.epoch + 1);
+    let batches = phase.loader.epoch(phase.feed, epoch, pos.step)?;
+    let steps = batches.steps();
+    obs.epoch_start(phase.run, epoch, phase.epochs, steps);
+    let mut sums = DeviceSums::new(&pos.sums, S::METRICS.len(), model.device());
+    let mut shown = means(S::METRICS, &pos.sums, pos.step);
+    let started = Instant::now();
+    let seconds = || pos.seconds + started.elapsed().as_secs_f64();
+    let mut images = pos.images;
+    for (step, batch) in (pos.step + 1..).zip(batches) {
+        sums.add(&model.train_step(&batch)?, step);
+        images += S::VIEWS * batch.len();
+        let stop = obs.should_stop();
+        if step % every == 0 || step == steps || stop {
+            let (read, bad) = sums.read()?;
+            if let Some(bad) = bad {
+                return Err(diverged(phase.run, S::METRICS, &read, epoch, bad));
+            }
+            shown = means(S::METRICS, &read, step);
+            if stop && step < steps {
+                let (sums, seconds) = (read, seconds());
+                let at = Position {
+                    epoch: pos.epoch,
+                    step,
+                    sums,
+                    seconds,
+                    images,
+                };
+                checkpoint(model, history, &at)?;
+                return Err(interrupted(phase, epoch, step));
+            }
+        }
+        obs.step(step, &shown);
+    }
+    Ok(Trained {
+        means: shown,
+        seconds: seconds(),
+        images,
+    })
+}
+
+/// Epoch `epoch`'s record: the training means, then validation loss and accuracy and the
+/// model's monitors, computed now.
+fn epoch_record<S: TrainStep>(
+    model: &S,
+    phase: &Phase,
+    epoch: usize,
+    trained: Trained,
+) -> Result<EpochRecord> {
+    let (val_loss, val_acc) = evaluate(model, phase.loader)?;
+    let monitors = model.monitors(phase.loader)?;
+    let [loss_name, acc_name] = S::VALIDATION;
+    Ok(EpochRecord {
+        epoch,
+        metrics: trained
+            .means
+            .into_iter()
+            .chain([(loss_name, val_loss), (acc_name, val_acc)])
+            .chain(monitors)
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        train_seconds: trained.seconds,
+        images_per_second: trained.images as f64 / trained.seconds.max(1e-9),
+    })
+}
+
+fn interrupted(phase: &Phase, epoch: usize, step: usize) -> TrainError {
+    TrainError::Interrupted {
+        run: phase.run.to_string(),
+        epoch,
+        step,
+    }
+}
+
 /// [`fit`] from scratch, without checkpoints.
-pub fn fit_fresh<S: TrainStep>(
+#[cfg(test)]
+pub(crate) fn fit_fresh<S: TrainStep>(
     model: &mut S,
     phase: &Phase,
     obs: &mut dyn Observer,
@@ -236,7 +272,7 @@ pub fn fit_fresh<S: TrainStep>(
 
 /// Mean loss and accuracy of `model` over the test split, in order, in batches of the step
 /// size; the sums stay on the device until the end.
-pub fn evaluate<S: TrainStep>(model: &S, loader: &Loader) -> Result<(f64, f64)> {
+pub(crate) fn evaluate<S: TrainStep>(model: &S, loader: &Loader) -> Result<(f64, f64)> {
     if loader.ds.test.is_empty() {
         return Ok((f64::NAN, f64::NAN));
     }

@@ -95,17 +95,7 @@ pub fn line_plot(
             .axis_desc_style(("sans-serif", 18))
             .draw()
             .map_err(|e| draw_err(path, e))?;
-        let lines: Vec<(&str, Vec<(f64, f64)>)> = series
-            .iter()
-            .map(|(name, values)| {
-                let points = values
-                    .iter()
-                    .enumerate()
-                    .map(|(e, v)| ((e + 1) as f64, *v))
-                    .collect();
-                (*name, points)
-            })
-            .collect();
+        let lines = epoch_points(series);
         let position = match legend {
             Legend::LowerRight => SeriesLabelPosition::LowerRight,
             Legend::UpperRight => SeriesLabelPosition::UpperRight,
@@ -114,6 +104,21 @@ pub fn line_plot(
         root.present().map_err(|e| draw_err(path, e))?;
     }
     save_rgb(path, w, h, buf)
+}
+
+/// Each series' values as `(epoch, value)` points, epochs from 1.
+fn epoch_points<'a>(series: &[(&'a str, Vec<f64>)]) -> Vec<(&'a str, Vec<(f64, f64)>)> {
+    series
+        .iter()
+        .map(|(name, values)| {
+            let points = values
+                .iter()
+                .enumerate()
+                .map(|(e, v)| ((e + 1) as f64, *v))
+                .collect();
+            (*name, points)
+        })
+        .collect()
 }
 
 /// Draws each `(name, points)` of `series` as a line with dots (radius `dot`) in `colors` (in

@@ -226,17 +226,36 @@ impl Shared<'_> {
         positions: &[usize],
         obs: &mut dyn Observer,
     ) -> Result<SweepRow> {
-        let Shared {
-            cfg,
-            device,
-            prep,
-            full,
-            encoder,
-            frozen,
-            test,
-            out,
-        } = *self;
-        // The experiment's supervised epoch: its L labeled images in batches of its `L / steps`.
+        let (budget_cfg, budget_prep) = self.supervised_schedule(positions)?;
+        let dir = RunDir::create(
+            &self.out.join(format!("labels-{}", budget.name())),
+            &budget_cfg,
+        )?;
+        dir.write_classes(&self.full.class_names)?;
+        let baseline = experiment::baseline(&budget_cfg, &budget_prep, &dir, obs)?;
+        let finetuned = experiment::finetune(&budget_cfg, &budget_prep, self.encoder, &dir, obs)?;
+        crate::report::write_report(&budget_cfg, &budget_prep, &dir)?;
+        let (linear, knn) = self.frozen_scores(positions)?;
+        let best = |h: &crate::metrics::History, run: Run| {
+            h.best(run.accuracy_metric()).unwrap_or(f64::NAN)
+        };
+        Ok(SweepRow {
+            labels_per_class: budget.name(),
+            labels: positions.len(),
+            batch_size: budget_cfg.data.batch_size,
+            steps_per_epoch: budget_prep.plan.steps,
+            baseline: best(&baseline, Run::Baseline),
+            finetuned: best(&finetuned, Run::Finetuning),
+            linear,
+            knn,
+        })
+    }
+
+    /// The configuration and data of a budget's supervised runs: the experiment's supervised
+    /// epoch, at least `ceil(L / b)` steps of at least `b` labeled images (its `L` labeled
+    /// images in batches of `b = L / steps`), the subset repeated in whole copies to fill it.
+    fn supervised_schedule(&self, positions: &[usize]) -> Result<(Config, Prepared)> {
+        let (cfg, prep, full) = (self.cfg, self.prep, self.full);
         let batch_floor = prep.plan.labeled_batch.max(1);
         let steps = prep.ds.train.len().div_ceil(batch_floor).max(1);
         let m = positions.len();
@@ -262,16 +281,17 @@ impl Shared<'_> {
             image_size: full.image_size,
             skipped: 0,
         };
-        let budget_prep = Prepared::with_dataset(&budget_cfg, device, ds)?;
-        let dir = RunDir::create(&out.join(format!("labels-{}", budget.name())), &budget_cfg)?;
-        dir.write_classes(&full.class_names)?;
-        let baseline = experiment::baseline(&budget_cfg, &budget_prep, &dir, obs)?;
-        let finetuned = experiment::finetune(&budget_cfg, &budget_prep, encoder, &dir, obs)?;
-        crate::report::write_report(&budget_cfg, &budget_prep, &dir)?;
+        let budget_prep = Prepared::with_dataset(&budget_cfg, self.device, ds)?;
+        Ok((budget_cfg, budget_prep))
+    }
 
+    /// Test accuracy of the linear evaluation and of kNN on the frozen features of the
+    /// images at `positions`.
+    fn frozen_scores(&self, positions: &[usize]) -> Result<(f64, f64)> {
+        let (cfg, full, test) = (self.cfg, self.full, self.test);
         let subset = full.train.select(positions);
-        let bank = frozen.split(&subset);
-        let bank_labels = features::labels(&subset, device)
+        let bank = self.frozen.split(&subset);
+        let bank_labels = features::labels(&subset, self.device)
             .ok_or_else(|| TrainError::file(&cfg.data.root, "the train split has no labels"))?;
         let classes = full.num_classes() as i64;
         let linear = crate::linear_eval::evaluate(
@@ -285,20 +305,7 @@ impl Shared<'_> {
             .eval
             .knn()
             .accuracy(&bank, &bank_labels, &test.0, &test.1, classes)?;
-        Ok(SweepRow {
-            labels_per_class: budget.name(),
-            labels: m,
-            batch_size: batch,
-            steps_per_epoch: budget_prep.plan.steps,
-            baseline: baseline
-                .best(Run::Baseline.accuracy_metric())
-                .unwrap_or(f64::NAN),
-            finetuned: finetuned
-                .best(Run::Finetuning.accuracy_metric())
-                .unwrap_or(f64::NAN),
-            linear: linear.test_acc,
-            knn,
-        })
+        Ok((linear.test_acc, knn))
     }
 }
 

@@ -65,6 +65,12 @@ pub fn run(
     }
     let histories = report::write_report(cfg, &prep, &dir)?;
     println!("run folder: {}", dir.path.display());
+    print_maxima(cfg, &histories);
+    Ok(())
+}
+
+/// The seed's closing lines: the best validation accuracy of each run, and of the kNN monitor.
+fn print_maxima(cfg: &Config, histories: &train::Histories) {
     for (run, best) in histories.best_accuracies() {
         println!(
             "Maximal validation accuracy: {:.2}% ({})",
@@ -80,7 +86,6 @@ pub fn run(
             cfg.eval.knn_k
         );
     }
-    Ok(())
 }
 
 pub fn evaluate(cfg: &Config, device: Device, checkpoint: &Path) -> Result<()> {
