@@ -19,6 +19,20 @@ fn tiny(dir: &Path) -> Vec<String> {
     .to_vec()
 }
 
+/// `metric` epoch by epoch from the run folder's `<run>.json`.
+fn series(out: &Path, run: &str, metric: &str) -> Vec<f64> {
+    let text = std::fs::read_to_string(out.join(format!("{run}.json"))).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let values: Vec<f64> = json["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e[metric].as_f64().unwrap())
+        .collect();
+    assert!(!values.is_empty(), "{run}.json has no {metric}");
+    values
+}
+
 fn with_sets<'a>(args: &[&'a str], sets: &'a [String]) -> Vec<&'a str> {
     let mut v = args.to_vec();
     for s in sets {
@@ -31,7 +45,9 @@ fn with_sets<'a>(args: &[&'a str], sets: &'a [String]) -> Vec<&'a str> {
 #[test]
 fn experiment_writes_every_artifact_and_the_three_numbers() {
     let dir = tempfile::tempdir().unwrap();
-    let sets = tiny(dir.path());
+    let mut sets = tiny(dir.path());
+    // Two epochs each, so that a maximum and a last epoch are different questions.
+    sets.extend(["baseline", "pretrain", "finetune"].map(|t| format!("{t}.epochs=2")));
     let out = dir.path().join("run");
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/stl10.toml");
     let stdout = ok(&with_sets(
@@ -93,6 +109,52 @@ fn experiment_writes_every_artifact_and_the_three_numbers() {
             && lines[2].ends_with("(supervised fine-tuning)"),
         "{stdout}"
     );
+    // Each printed maximum is the best epoch of its JSON history, as printed (2 decimals).
+    for (line, (run, metric)) in lines.iter().zip([
+        ("baseline", "val_acc"),
+        ("pretraining", "val_p_acc"),
+        ("finetuning", "val_acc"),
+    ]) {
+        let best = series(&out, run, metric)
+            .into_iter()
+            .fold(f64::MIN, f64::max);
+        assert!(
+            line.starts_with(&format!(
+                "Maximal validation accuracy: {:.2}% (",
+                best * 100.0
+            )),
+            "{line} vs best {metric} {best} of {run}.json"
+        );
+    }
+    let knn = series(&out, "pretraining", "val_knn_acc");
+    let knn_line = stdout
+        .lines()
+        .find(|l| l.starts_with("Maximal kNN accuracy: "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let best = knn.into_iter().fold(f64::MIN, f64::max);
+    assert!(
+        knn_line.starts_with(&format!("Maximal kNN accuracy: {:.2}% (", best * 100.0)),
+        "{knn_line} vs {best}"
+    );
+    // `evaluate` on the fine-tuned checkpoint reproduces the last fine-tuning epoch's
+    // validation (the run folder's config.toml is used, since no --config is given).
+    let stdout = ok(&with_sets(
+        &[
+            "evaluate",
+            "--checkpoint",
+            out.join("finetuned.safetensors").to_str().unwrap(),
+        ],
+        &sets,
+    ));
+    let (loss, acc) = (
+        *series(&out, "finetuning", "val_loss").last().unwrap(),
+        *series(&out, "finetuning", "val_acc").last().unwrap(),
+    );
+    assert!(
+        stdout.contains(&format!("val_loss: {loss:.4} - val_acc: {acc:.4}")),
+        "{stdout} vs the last epoch's val_loss {loss}, val_acc {acc}"
+    );
+
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     for label in [
         "supervised baseline",

@@ -14,6 +14,8 @@ mod batching;
 mod config;
 mod error;
 mod export;
+/// Writers of small data sets in the official formats (tests, benches, demos).
+#[cfg(feature = "fixtures")]
 pub mod fixtures;
 pub mod folder;
 pub mod idx;

@@ -59,7 +59,7 @@ fn classes_come_from_sorted_folders_and_pixels_survive() {
 }
 
 #[test]
-fn images_are_resized_to_the_configured_size() {
+fn images_come_out_at_the_configured_size() {
     let dir = tempfile::tempdir().unwrap();
     tree(dir.path());
     let ds = load(&cfg(dir.path(), 4), 0).unwrap();

@@ -41,7 +41,7 @@ fn grayscale_is_padded_around_the_centre_into_three_channels() {
 }
 
 #[test]
-fn larger_sources_are_resized_and_plain_files_read() {
+fn larger_sources_come_out_at_the_configured_size_and_plain_files_are_read() {
     let dir = tempfile::tempdir().unwrap();
     for prefix in ["train", "t10k"] {
         let data = vec![200u8; 2 * 40 * 40];

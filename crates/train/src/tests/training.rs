@@ -3,6 +3,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use augment::Augmenter;
+use seeds::Stream;
+
 use crate::Config;
 use crate::TrainError;
 use crate::fit::Position;
@@ -74,34 +77,132 @@ fn random_images(n: i64, size: i64) -> Tensor {
     Tensor::from_slice(&bytes).view([n, 3, size, size])
 }
 
+/// Largest absolute difference between two tensors.
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+/// The gradients of `vs`'s variables under `prefix`, by name (undefined ones left out).
+fn grads(vs: &tch::nn::VarStore, prefix: &str) -> HashMap<String, Tensor> {
+    vs.variables()
+        .into_iter()
+        .filter(|(k, v)| k.starts_with(prefix) && v.grad().defined())
+        .map(|(k, v)| (k, v.grad().copy()))
+        .collect()
+}
+
+/// The example's `train_step`, recomputed from its parts with augmenters of our own on the
+/// streams the model's must use: the contrastive loss is that of two different strong views of
+/// every image (unlabeled and labeled), the probe's loss that of weakly augmented labeled
+/// images through the encoder as the contrastive update left it, no probe gradient reaches the
+/// encoder, and each optimizer moves only its own variables.
 #[test]
-fn each_optimizer_steps_only_its_own_variables() {
-    tch::manual_seed(0);
-    let cfg = small_config(32, 8);
+fn the_pretraining_step_is_wired_as_the_examples_train_step() {
+    use tch::nn::{Module, ModuleT};
+    let mut cfg = small_config(32, 8);
+    cfg.runtime.precision = crate::config::PrecisionChoice::Fp32;
+    cfg.model.channels_last = false;
+    let (u, l) = (6, 2);
+    let images = random_images(u + l, 32); // the last `l` are the labeled ones
+    let labels = Tensor::from_slice(&[2i64, 0]);
     let mut m = ContrastiveModel::new(&cfg, 3, cpu(&cfg)).unwrap();
-    let (main0, probe0) = (snapshot(&m.vs), snapshot(&m.probe_vs));
-    let _ = m.contrastive_step(&random_images(6, 32)).unwrap();
+    let mut twin = ContrastiveModel::new(&cfg, 3, cpu(&cfg)).unwrap();
     assert!(
-        changed(&probe0, &m.probe_vs).is_empty(),
-        "optimizer A left the probe alone"
+        changed(&snapshot(&m.vs), &twin.vs).is_empty(),
+        "same seed, same init"
     );
-    let moved = changed(&main0, &m.vs);
+    let seed = cfg.runtime.seed;
+    let mut strong = Augmenter::new(
+        cfg.augment.contrastive,
+        seeds::seed(seed, Stream::Contrastive),
+        Device::Cpu,
+    )
+    .unwrap();
+    let mut weak = Augmenter::new(
+        cfg.augment.classification,
+        seeds::seed(seed, Stream::ProbeAugment),
+        Device::Cpu,
+    )
+    .unwrap();
+    let n = u + l;
+    let views = strong.augment(&images.repeat([2, 1, 1, 1])).unwrap();
     assert!(
-        moved.iter().any(|n| n.starts_with("encoder."))
-            && moved.iter().any(|n| n.starts_with("projection_head.")),
-        "{moved:?}"
+        max_diff(&views.narrow(0, 0, n), &views.narrow(0, n, n)) > 0.1,
+        "the two views differ"
+    );
+    let z = m
+        .projection_head
+        .forward(&m.encoder.forward_t(&views, true))
+        .detach();
+    let (z1, z2) = (z.narrow(0, 0, n), z.narrow(0, n, n));
+    let t = cfg.loss.temperature;
+    let want_c = losses::contrastive_loss(&z1, &z2, t)
+        .unwrap()
+        .0
+        .double_value(&[]);
+    // Wrong wirings give other losses: one view twice, or the unlabeled images alone.
+    let same_view = losses::contrastive_loss(&z1, &z1, t)
+        .unwrap()
+        .0
+        .double_value(&[]);
+    let unlabeled_only = losses::contrastive_loss(&z1.narrow(0, 0, u), &z2.narrow(0, 0, u), t)
+        .unwrap()
+        .0
+        .double_value(&[]);
+    assert!((want_c - same_view).abs() > 1e-3 && (want_c - unlabeled_only).abs() > 1e-3);
+
+    let (main0, probe0) = (snapshot(&m.vs), snapshot(&m.probe_vs));
+    let metrics =
+        Vec::<f64>::try_from(m.step(&images, &labels).unwrap().to_kind(Kind::Double)).unwrap();
+    assert!(
+        (metrics[0] - want_c).abs() < 1e-5,
+        "c_loss {} vs {want_c}",
+        metrics[0]
     );
 
-    let (main1, probe1) = (snapshot(&m.vs), snapshot(&m.probe_vs));
-    let _ = m.probe_step(&random_images(4, 32), &Tensor::from_slice(&[0i64, 1, 2, 0]));
+    // The twin's contrastive half alone leaves what the whole step leaves in the encoder and
+    // head, weights and gradients: the probe step moved neither, and sent no gradient back.
+    let _ = twin.contrastive_step(&images).unwrap();
     assert!(
-        changed(&main1, &m.vs).is_empty(),
-        "optimizer B left encoder and head alone"
+        changed(&snapshot(&twin.vs), &m.vs).is_empty(),
+        "probe moved the encoder or head"
+    );
+    let (full, half) = (grads(&m.vs, "encoder."), grads(&twin.vs, "encoder."));
+    assert!(!full.is_empty() && full.len() == half.len());
+    for (name, g) in &full {
+        assert!(g.equal(&half[name]), "the probe's loss reached {name}");
+    }
+    assert!(
+        changed(&probe0, &twin.probe_vs).is_empty(),
+        "optimizer A moved the probe"
     );
     assert_eq!(
-        changed(&probe1, &m.probe_vs),
+        changed(&probe0, &m.probe_vs),
         ["linear_probe.dense.bias", "linear_probe.dense.weight"]
     );
+    assert_eq!(
+        changed(&main0, &m.vs).len(),
+        main0.len(),
+        "optimizer A moved every weight"
+    );
+
+    // The probe saw the weakly augmented labeled images through the updated encoder, frozen.
+    let probe_loss = |x: &Tensor| {
+        let features = twin.encoder.forward_t(x, false);
+        twin.linear_probe
+            .forward(&features)
+            .cross_entropy_for_logits(&labels)
+            .double_value(&[])
+    };
+    let labeled = images.narrow(0, u, l);
+    let want_p = probe_loss(&weak.augment(&labeled).unwrap());
+    assert!(
+        (metrics[2] - want_p).abs() < 1e-5,
+        "p_loss {} vs {want_p}",
+        metrics[2]
+    );
+    let unlabeled = probe_loss(&augment::rescale(&images.narrow(0, 0, l), Device::Cpu));
+    assert!((want_p - unlabeled).abs() > 1e-4, "the control differs");
 }
 
 #[test]
