@@ -163,6 +163,7 @@ impl Augmenter {
     /// Draws parameters for the batch `[N, 3, H, W]` and applies them (training mode).
     pub fn augment(&mut self, images: &Tensor) -> Result<Tensor, AugmentError> {
         let (n, h, w) = batch_dims(images)?;
+        let _span = tracing::debug_span!("augment", images = n).entered();
         let params = self.sample(n as usize, h as usize, w as usize);
         apply_as(images, &params, self.device, self.format)
     }

@@ -35,6 +35,8 @@ use rand::seq::SliceRandom;
 /// Reads the data set `cfg` describes; `seed` fixes the `labeled_per_class` selection.
 pub fn load(cfg: &DataConfig, seed: u64) -> Result<Dataset> {
     cfg.validate()?;
+    let _span =
+        tracing::debug_span!("load data", kind = ?cfg.kind, root = %cfg.root.display()).entered();
     if !cfg.root.exists() {
         return Err(DataError::format(&cfg.root, "data.root does not exist"));
     }

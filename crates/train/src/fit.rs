@@ -92,6 +92,7 @@ impl DeviceSums {
 
     /// The sums on the host and the first non-finite step: this waits for the device.
     fn read(&self) -> Result<(Vec<f64>, Option<usize>)> {
+        let _span = tracing::debug_span!("read metrics").entered();
         let sums = Vec::<f64>::try_from(&self.sums.to_device(tch::Device::Cpu))?;
         let bad = self.first_bad.int64_value(&[]);
         Ok((sums, usize::try_from(bad).ok()))
@@ -179,6 +180,7 @@ fn train_epoch<S: TrainStep>(
     obs: &mut dyn Observer,
 ) -> Result<Trained> {
     let (every, epoch) = (phase.metrics_every.max(1), pos.epoch + 1);
+    let _span = tracing::debug_span!("epoch", run = phase.run, epoch).entered();
     let batches = phase.loader.epoch(phase.feed, epoch, pos.step)?;
     let steps = batches.steps();
     obs.epoch_start(phase.run, epoch, phase.epochs, steps);
@@ -227,6 +229,7 @@ fn epoch_record<S: TrainStep>(
     epoch: usize,
     trained: Trained,
 ) -> Result<EpochRecord> {
+    let _span = tracing::debug_span!("validate", run = phase.run, epoch).entered();
     let (val_loss, val_acc) = evaluate(model, phase.loader)?;
     let monitors = model.monitors(phase.loader)?;
     let [loss_name, acc_name] = S::VALIDATION;

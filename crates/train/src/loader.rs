@@ -111,6 +111,7 @@ impl Iterator for Batches<'_> {
     type Item = Batch;
 
     fn next(&mut self) -> Option<Batch> {
+        let _span = tracing::debug_span!("batch").entered();
         self.iter.next()
     }
 }

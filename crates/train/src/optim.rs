@@ -72,8 +72,8 @@ impl Adam {
     /// Clears the gradients, back-propagates `loss` and applies one update.
     pub fn backward_step(&mut self, loss: &Tensor) {
         self.zero_grad();
-        loss.backward();
-        self.update();
+        tracing::debug_span!("backward", optimizer = self.name).in_scope(|| loss.backward());
+        tracing::debug_span!("optimizer step", optimizer = self.name).in_scope(|| self.update());
     }
 
     /// Clears every variable's gradient.

@@ -206,7 +206,8 @@ impl ContrastiveModel {
         let views = self
             .contrastive_augmenter
             .augment(&images.repeat([2, 1, 1, 1]))?;
-        let projections = to_f32(&self.compute.autocast(|| self.project(&views)));
+        let projections = tracing::debug_span!("forward", step = "contrastive")
+            .in_scope(|| to_f32(&self.compute.autocast(|| self.project(&views))));
         let (z1, z2) = (projections.narrow(0, 0, n), projections.narrow(0, n, n));
         let (c_loss, logits) = self.loss.compute(&z1, &z2, self.temperature)?;
         self.contrastive_optimizer.backward_step(&c_loss);
@@ -239,9 +240,11 @@ impl ContrastiveModel {
     /// `(p_loss, p_acc)` as scalar device tensors.
     pub fn probe_step(&mut self, labeled: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
         let x = self.classification_augmenter.augment(labeled)?;
+        let _forward = tracing::debug_span!("forward", step = "probe").entered();
         let features =
             tch::no_grad(|| to_f32(&self.compute.autocast(|| self.encoder.forward_t(&x, false))));
         let class_logits = self.linear_probe.forward(&features.detach());
+        drop(_forward);
         let p_loss = class_logits.cross_entropy_for_logits(labels);
         self.probe_optimizer.backward_step(&p_loss);
         let p_acc = class_logits.detach().accuracy_for_logits(labels);
@@ -365,11 +368,13 @@ impl SupervisedModel {
         let x = self
             .augmenter
             .augment(&accel::upload(images, self.compute.device))?;
-        let logits = to_f32(
-            &self
-                .compute
-                .autocast(|| self.classifier.forward_t(&x, true)),
-        );
+        let logits = tracing::debug_span!("forward", step = "supervised").in_scope(|| {
+            to_f32(
+                &self
+                    .compute
+                    .autocast(|| self.classifier.forward_t(&x, true)),
+            )
+        });
         let loss = logits.cross_entropy_for_logits(&labels);
         self.optimizer.backward_step(&loss);
         let acc = logits.detach().accuracy_for_logits(&labels);

@@ -77,6 +77,44 @@ fn random_images(n: i64, size: i64) -> Tensor {
     Tensor::from_slice(&bytes).view([n, 3, size, size])
 }
 
+/// The names of the spans opened while `f` runs, in order.
+fn spans_of(f: impl FnOnce()) -> Vec<&'static str> {
+    use std::sync::Mutex;
+    use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+    struct Names(Arc<Mutex<Vec<&'static str>>>);
+    impl<S: tracing::Subscriber> Layer<S> for Names {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: Context<'_, S>,
+        ) {
+            self.0.lock().unwrap().push(attrs.metadata().name());
+        }
+    }
+    let names = Arc::new(Mutex::new(Vec::new()));
+    let subscriber = tracing_subscriber::registry().with(Names(names.clone()));
+    tracing::subscriber::with_default(subscriber, f);
+    names.lock().unwrap().clone()
+}
+
+#[test]
+fn a_pretraining_step_shows_where_its_time_goes_in_spans() {
+    let cfg = small_config(32, 8);
+    let mut m = ContrastiveModel::new(&cfg, 3, cpu(&cfg)).unwrap();
+    let images = random_images(6, 32);
+    let labels = Tensor::from_slice(&[0i64, 1]);
+    let names = spans_of(|| {
+        m.step(&images, &labels).unwrap();
+    });
+    let half = ["augment", "forward", "backward", "optimizer step"];
+    assert_eq!(
+        names,
+        [half, half].concat(),
+        "the contrastive half, then the probe's"
+    );
+}
+
 /// Largest absolute difference between two tensors.
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
