@@ -92,7 +92,7 @@ pub fn export(encoder: &FrozenEncoder, ds: &Dataset, what: &Export) -> Result<([
 pub const MAX_PLOT_POINTS: usize = 5000;
 
 /// Writes float32 `features` `[N, D]` to `path` as `.npy`, atomically.
-pub fn write_features(path: &Path, features: &Tensor) -> Result<()> {
+pub(crate) fn write_features(path: &Path, features: &Tensor) -> Result<()> {
     let (n, d) = features
         .size2()
         .map_err(|e| TrainError::file(path, format!("features are not [N, D]: {e}")))?;
@@ -108,7 +108,7 @@ pub fn write_features(path: &Path, features: &Tensor) -> Result<()> {
 }
 
 /// Writes int64 `labels` `[N]` to `path` as `.npy`, atomically.
-pub fn write_labels(path: &Path, labels: &Tensor) -> Result<()> {
+pub(crate) fn write_labels(path: &Path, labels: &Tensor) -> Result<()> {
     let values = Vec::<i64>::try_from(&labels.to_device(Device::Cpu).to_kind(Kind::Int64))?;
     write_npy(path, &Array1::from(values))
 }
@@ -126,7 +126,7 @@ fn write_npy<A: ndarray_npy::WritableElement, D: ndarray::Dimension>(
 /// The rows of `x` `[N, D]` projected on its first two principal components `[N, 2]`
 /// (float64, centred; each component's sign fixed so that its largest loading is positive),
 /// and the fraction of the variance each explains.
-pub fn pca_2d(x: &Tensor) -> Result<(Tensor, [f64; 2])> {
+pub(crate) fn pca_2d(x: &Tensor) -> Result<(Tensor, [f64; 2])> {
     let x = x.to_device(Device::Cpu).to_kind(Kind::Double);
     let (n, d) = x.size2()?;
     if n < 2 || d < 2 {
@@ -155,7 +155,7 @@ pub fn pca_2d(x: &Tensor) -> Result<(Tensor, [f64; 2])> {
 
 /// Draws `embedding.png`: the test split's features under `encode` (run on one rescaled
 /// batch), PCA to 2-D, coloured by class with a legend.
-pub fn plot_test_split(
+pub(crate) fn plot_test_split(
     compute: &Compute,
     encode: impl Fn(&Tensor) -> Tensor,
     ds: &Dataset,

@@ -11,7 +11,7 @@ use tch::{Kind, Tensor};
 use crate::error::{Result, TrainError};
 
 /// Queries per similarity matrix.
-pub const QUERY_CHUNK: i64 = 1024;
+pub(crate) const QUERY_CHUNK: i64 = 1024;
 
 /// The settings of one kNN evaluation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,7 +33,7 @@ impl Default for Knn {
 }
 
 /// Rows of `x` scaled to unit L2 norm (rows of zeros stay zero).
-pub fn normalize(x: &Tensor) -> Tensor {
+pub(crate) fn normalize(x: &Tensor) -> Tensor {
     let norm = x
         .to_kind(Kind::Float)
         .norm_scalaropt_dim(2, [1], true)

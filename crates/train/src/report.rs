@@ -25,7 +25,7 @@ pub fn write_report(cfg: &Config, prep: &Prepared, dir: &RunDir) -> Result<Histo
 }
 
 /// [`write_report`] with `sections` (markdown) appended to `report.md`.
-pub fn write_report_with(
+pub(crate) fn write_report_with(
     cfg: &Config,
     prep: &Prepared,
     dir: &RunDir,

@@ -7,7 +7,7 @@ use tch::Device;
 use crate::config::{Config, ConfigError, DeviceChoice, PrecisionChoice, RuntimeConfig};
 
 /// The device `choice` names; `cuda` when CUDA is missing is an error, not a silent CPU run.
-pub fn resolve_device(choice: DeviceChoice) -> Result<Device, ConfigError> {
+pub(crate) fn resolve_device(choice: DeviceChoice) -> Result<Device, ConfigError> {
     match choice {
         DeviceChoice::Cpu => Ok(Device::Cpu),
         DeviceChoice::Auto => Ok(Device::cuda_if_available()),
@@ -36,7 +36,7 @@ pub fn init(cfg: &RuntimeConfig) -> Result<Device, ConfigError> {
 
 /// The precision `choice` resolves to on `device`: `auto` is bf16 autocast where it is expected
 /// to be faster ([`accel::bf16_preferred`]), else fp32.
-pub fn resolve_precision(choice: PrecisionChoice, device: Device) -> Precision {
+pub(crate) fn resolve_precision(choice: PrecisionChoice, device: Device) -> Precision {
     match choice {
         PrecisionChoice::Fp32 => Precision::Fp32,
         PrecisionChoice::Bf16 => Precision::Bf16,
@@ -50,7 +50,7 @@ pub fn resolve_precision(choice: PrecisionChoice, device: Device) -> Precision {
 /// slicing measured on the 2-core development machine (see README). Smaller images get
 /// proportionally more views per slice (32x32: 1,584, so Fashion-MNIST's 1,024 views run as
 /// one batch).
-pub const CPU_ENCODER_PIXELS: usize = 176 * 96 * 96;
+pub(crate) const CPU_ENCODER_PIXELS: usize = 176 * 96 * 96;
 
 /// How the steps run, resolved once from the configuration and the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

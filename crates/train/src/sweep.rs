@@ -348,7 +348,7 @@ fn write_tables(dir: &RunDir, rows: &[SweepRow], classes: usize) -> Result<()> {
 }
 
 /// The report's section: the table and the picture.
-pub fn markdown(rows: &[SweepRow], encoder: Option<&Path>) -> String {
+pub(crate) fn markdown(rows: &[SweepRow], encoder: Option<&Path>) -> String {
     let mut md = String::from("\n## Label efficiency\n\n");
     let _ = writeln!(
         md,
