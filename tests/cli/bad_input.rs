@@ -363,6 +363,23 @@ fn every_bad_input_exits_1_naming_the_culprit_without_a_panic() {
         with(&["baseline", "--config", &s(&unknown)], &sets),
         &["unknown.toml", "depth"],
     );
+    // A valid file with a bad --set: the --set is at fault, not the file.
+    let fine = t.join("fine.toml");
+    std::fs::write(&fine, "[loss]\ntemperature = 0.2\n").unwrap();
+    add(
+        "set at fault beside a valid config",
+        with(
+            &[
+                "baseline",
+                "--config",
+                &s(&fine),
+                "--set",
+                "loss.temperature=hot",
+            ],
+            &sets,
+        ),
+        &["--set loss.temperature=hot: loss.temperature: invalid type"],
+    );
     for (name, set, key) in [
         ("set without =", "model.width", "model.width"),
         ("set wrong type", "model.width=\"wide\"", "model.width"),
@@ -732,8 +749,9 @@ fn every_bad_input_exits_1_naming_the_culprit_without_a_panic() {
         let named = c.expect.iter().all(|e| err.contains(e.as_str()));
         if out.status.code() != Some(1) || !clean || !named {
             failures.push(format!(
-                "{}: exit {:?}, expected {:?} in:\n{err}",
+                "{} (simclr-cli {}): exit {:?}, expected {:?} in:\n{err}",
                 c.name,
+                c.args.join(" "),
                 out.status.code(),
                 c.expect
             ));

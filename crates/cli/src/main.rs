@@ -64,13 +64,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes joined by ": ", leaving out a cause whose text the message
+/// The error and its causes joined by ": ", leaving out a cause whose first line the message
 /// already holds (many errors print their source themselves).
 fn message(err: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in err.chain() {
         let part = cause.to_string();
-        if !text.contains(&part) {
+        let first = part.lines().next().unwrap_or_default().trim();
+        if !text.contains(first) {
             if !text.is_empty() {
                 text.push_str(": ");
             }

@@ -330,13 +330,18 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
-/// `key: message` (the message on one line) or the message alone.
+/// `key: message` for a value that does not fit its key; for text that is not TOML, the
+/// parser's whole report (line, column and the offending line).
 fn keyed(key: &Option<String>, source: &toml::de::Error) -> String {
-    let message = source.message().trim().replace('\n', " ");
     match key {
-        Some(k) if !k.is_empty() => format!("{k}: {message}"),
-        _ => message,
+        Some(k) => format!("{k}: {}", one_line(source)),
+        None => source.to_string().trim_end().to_string(),
     }
+}
+
+/// The parser's message without its location lines.
+fn one_line(source: &toml::de::Error) -> String {
+    source.message().trim().replace('\n', " ")
 }
 
 /// Largest `runtime.threads` (libtorch takes an `i32`; far more threads than cores only hurts).
@@ -626,7 +631,7 @@ fn blame(
             source,
         },
         None => ConfigError::Invalid {
-            message: keyed(&None, &source),
+            message: one_line(&source),
             key,
         },
     }

@@ -20,7 +20,11 @@ pub fn batch_size(compute: &Compute) -> usize {
 
 /// Float32 features `[N, D]` on the device of `encode` applied to uint8 `images` `[N,3,S,S]`
 /// (rescaled to [0, 1], in the compute's memory format, under its precision), in batches.
-pub(crate) fn of_images(compute: &Compute, images: &Tensor, encode: impl Fn(&Tensor) -> Tensor) -> Tensor {
+pub(crate) fn of_images(
+    compute: &Compute,
+    images: &Tensor,
+    encode: impl Fn(&Tensor) -> Tensor,
+) -> Tensor {
     let batch = batch_size(compute) as i64;
     tch::no_grad(|| {
         let parts: Vec<Tensor> = images
@@ -45,7 +49,11 @@ fn rows(parts: &[Tensor], device: Device) -> Tensor {
 }
 
 /// [`of_images`] over every image of `split`, gathered from host memory batch by batch.
-pub(crate) fn of_split(compute: &Compute, split: &Split, encode: impl Fn(&Tensor) -> Tensor) -> Tensor {
+pub(crate) fn of_split(
+    compute: &Compute,
+    split: &Split,
+    encode: impl Fn(&Tensor) -> Tensor,
+) -> Tensor {
     let batch = batch_size(compute);
     let all: Vec<usize> = (0..split.len()).collect();
     let parts: Vec<Tensor> = all
