@@ -1,3 +1,6 @@
+//! What an augmentation draws: the preset ([`AugmentConfig`], the Keras example's
+//! `get_augmenter` arguments) and each image's transform parameters ([`Params`]).
+
 use rand::Rng;
 
 /// One view transform's parameters, as the Keras example's `get_augmenter(min_area, brightness,

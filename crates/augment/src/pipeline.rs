@@ -1,3 +1,6 @@
+//! Applying parameters to a batch on the device (one resampling and one colour affine per
+//! image), and the seeded [`Augmenter`] that draws and applies them.
+
 use accel::MemoryFormat;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

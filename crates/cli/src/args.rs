@@ -240,7 +240,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "runs/latest", conflicts_with = "resume")]
     pub out: PathBuf,
     /// Continue the run in RUN_DIR from its last checkpoint: its config.toml is the base
-    /// configuration (unless --config is given); only epochs, learning rates and [runtime]
+    /// configuration (unless --config is given); only epochs, learning rates and `[runtime]`
     /// keys other than seed may change.
     #[arg(long, value_name = "RUN_DIR")]
     pub resume: Option<PathBuf>,

@@ -1,3 +1,6 @@
+//! The example's networks as tch modules with stable variable prefixes: encoder, projection
+//! head, linear probe and the supervised classifier.
+
 use accel::MemoryFormat;
 use tch::Tensor;
 use tch::nn::{self, Module, ModuleT};

@@ -1,3 +1,5 @@
+//! Keras-style model summaries: one row per layer with its output shape and parameters.
+
 use std::fmt;
 
 /// One layer of a [`Summary`]: name, output shape without the batch axis, parameters.

@@ -1,3 +1,5 @@
+//! The `[data]` table: which reader, where, at what size, how many labels, and how batched.
+
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};

@@ -1,3 +1,5 @@
+//! Data errors, each naming the file or the configuration key at fault.
+
 use std::path::PathBuf;
 
 /// Everything that can go wrong while reading a data set or planning its batches.

@@ -1,3 +1,6 @@
+//! Looking at a data set: a text account of its splits (`data inspect`) and PNG export of
+//! its images (`data export`).
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 

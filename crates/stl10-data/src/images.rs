@@ -1,3 +1,6 @@
+//! Images in memory: [`ImageStore`] (uint8 bytes, owned or memory-mapped), [`Split`] (a
+//! store with labels) and [`Dataset`] (train, unlabeled and test splits).
+
 use std::sync::Arc;
 
 use memmap2::Mmap;

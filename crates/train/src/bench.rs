@@ -1,7 +1,7 @@
 //! `simclr-cli bench`: times the real pretraining step (two strong views of 500 + 25 images,
 //! encoder, head, loss, both optimizers, the probe) and the real supervised step (25 images) at
 //! the Keras example's STL-10 shapes, on generated data, after warm-up steps. Batches come
-//! through the same [`Loader`] a run uses (resident on the device on CUDA), and the timed
+//! through the same `Loader` a run uses (resident on the device on CUDA), and the timed
 //! steps read their metrics from the device once, at the end, as an epoch does.
 
 use std::sync::Arc;

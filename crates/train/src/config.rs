@@ -153,7 +153,7 @@ impl Default for LossConfig {
     }
 }
 
-/// Where Adam's epsilon sits (see [`crate::optim`]): Keras's rule (the example's) or PyTorch's.
+/// Where Adam's epsilon sits (see `optim`): Keras's rule (the example's) or PyTorch's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum AdamRule {

@@ -172,7 +172,7 @@ pub(crate) fn plot_test_split(
     plot(&feats, &labels, &ds.class_names, "Test-set", path)
 }
 
-/// [`plot_test_split`] on given features and labels (at most [`MAX_PLOT_POINTS`] of them, an
+/// `plot_test_split` on given features and labels (at most [`MAX_PLOT_POINTS`] of them, an
 /// even stride through the rows).
 /// `subject` names the features in the title (`Test-set`).
 pub fn plot(

@@ -1,3 +1,5 @@
+//! [`TrainError`]: everything a training command can fail with, each keeping its cause.
+
 use std::path::PathBuf;
 
 /// Anything a training command can fail with; each variant keeps its cause.

@@ -1,4 +1,4 @@
-//! The epoch loop (Keras's `fit`) over any [`TrainStep`]: batches from a [`Loader`], metrics
+//! The epoch loop (Keras's `fit`) over any `TrainStep`: batches from a `Loader`, metrics
 //! summed on the device and read every `metrics_every` steps and at the end of the epoch,
 //! evaluation on the test split every epoch, a checkpoint after every epoch (and when asked to
 //! stop), and an [`Observer`] for progress display and stop requests.
@@ -40,7 +40,7 @@ impl Observer for Silent {}
 pub struct Position {
     pub epoch: usize,
     pub step: usize,
-    /// Sums of the [`TrainStep::METRICS`] over the `step` steps done (float64, as on the device).
+    /// Sums of the `TrainStep::METRICS` over the `step` steps done (float64, as on the device).
     pub sums: Vec<f64>,
     pub seconds: f64,
     pub images: usize,

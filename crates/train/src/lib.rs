@@ -23,7 +23,7 @@
 //! - the run folder: [`run_dir`] (its files), [`state`] (phase checkpoints for `--resume`),
 //!   [`overview`] (summaries and the augmentation grid), [`report`] (plots and `report.md`);
 //! - using an encoder: [`features`], [`knn`], [`embed`], [`predict`], [`sweep`];
-//! - [`bench`]: the step benchmark.
+//! - [`bench`](mod@bench): the step benchmark.
 //!
 //! Internal: `steps` (the two train steps behind the `TrainStep` trait), `loader` (host or
 //! device-resident batches), `optim` (Adam with a saveable state), `checkpoint` (safetensors of

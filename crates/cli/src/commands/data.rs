@@ -1,3 +1,5 @@
+//! `simclr-cli data inspect|export`: what the readers decode, as text or PNG files.
+
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};

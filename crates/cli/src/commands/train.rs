@@ -1,3 +1,6 @@
+//! The training commands (`experiment`, `baseline`, `pretrain`, `finetune`), `evaluate`,
+//! `augment-preview` and `bench`.
+
 use std::path::Path;
 
 use anyhow::{Context, Result};
