@@ -120,7 +120,7 @@ pub enum Command {
         /// Evaluate this encoder.safetensors instead of pretraining one.
         #[arg(long, value_name = "PATH")]
         encoder: Option<PathBuf>,
-        /// Output folder: the pretraining run, labels-<N>/ run folders, sweep.csv, sweep.json,
+        /// Output folder: the pretraining run, `labels-<N>/` run folders, sweep.csv, sweep.json,
         /// label_efficiency.png, report.md.
         #[arg(long, default_value = "runs/sweep")]
         out: PathBuf,
