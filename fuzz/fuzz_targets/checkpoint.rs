@@ -6,12 +6,11 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use tch::Device;
-use train::steps::SupervisedModel;
+use train::fuzzing::Classifier;
 
 struct Target {
     dir: tempfile::TempDir,
-    model: std::sync::Mutex<SupervisedModel>,
+    model: std::sync::Mutex<Classifier>,
 }
 
 // libFuzzer runs one input at a time; the model is made once.
@@ -32,16 +31,12 @@ fn target() -> &'static Target {
             ],
         )
         .unwrap();
-        let compute = train::runtime::Compute::new(&cfg, Device::Cpu);
-        let model = SupervisedModel::new(&cfg, 3, compute, false).unwrap();
+        let model = Classifier::new(&cfg, 3).unwrap();
         let dir = tempfile::tempdir().unwrap();
         // A valid tensors file for the state JSON to name.
-        let snapshot = train::steps::TrainStep::snapshot(&model);
-        tch::Tensor::write_safetensors(
-            &snapshot.tensors,
-            dir.path().join("baseline.e0001.s000000.safetensors"),
-        )
-        .unwrap();
+        model
+            .write_state_tensors(&dir.path().join("baseline.e0001.s000000.safetensors"))
+            .unwrap();
         Shared(Target {
             dir,
             model: std::sync::Mutex::new(model),
@@ -59,12 +54,9 @@ fuzz_target!(|data: &[u8]| {
     if which % 2 == 0 {
         let path = t.dir.path().join("fuzz.safetensors");
         std::fs::write(&path, rest).unwrap();
-        let _ = train::checkpoint::load(&model.vs, "encoder", &path);
-        let _ = train::checkpoint::load(&model.vs, "classifier", &path);
+        let _ = model.load_checkpoint(&path);
     } else {
         std::fs::write(t.dir.path().join("baseline.json"), rest).unwrap();
-        if let Ok(Some(loaded)) = train::state::load(t.dir.path(), "baseline") {
-            let _ = loaded.restore_into(&mut *model);
-        }
+        let _ = model.resume_from(t.dir.path(), "baseline");
     }
 });

@@ -39,6 +39,8 @@ mod error;
 pub mod experiment;
 pub mod features;
 pub mod fit;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod init_guard;
 pub mod knn;
 mod linear_eval;
