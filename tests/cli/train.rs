@@ -136,24 +136,7 @@ fn experiment_writes_every_artifact_and_the_three_numbers() {
         knn_line.starts_with(&format!("Maximal kNN accuracy: {:.2}% (", best * 100.0)),
         "{knn_line} vs {best}"
     );
-    // `evaluate` on the fine-tuned checkpoint reproduces the last fine-tuning epoch's
-    // validation (the run folder's config.toml is used, since no --config is given).
-    let stdout = ok(&with_sets(
-        &[
-            "evaluate",
-            "--checkpoint",
-            out.join("finetuned.safetensors").to_str().unwrap(),
-        ],
-        &sets,
-    ));
-    let (loss, acc) = (
-        *series(&out, "finetuning", "val_loss").last().unwrap(),
-        *series(&out, "finetuning", "val_acc").last().unwrap(),
-    );
-    assert!(
-        stdout.contains(&format!("val_loss: {loss:.4} - val_acc: {acc:.4}")),
-        "{stdout} vs the last epoch's val_loss {loss}, val_acc {acc}"
-    );
+    evaluate_gives_the_last_finetuning_epoch(&out, &sets);
 
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     for label in [
@@ -202,15 +185,26 @@ fn experiment_writes_every_artifact_and_the_three_numbers() {
         stdout.contains("(supervised fine-tuning)") && out2.join("finetuned.safetensors").is_file(),
         "{stdout}"
     );
+    evaluate_gives_the_last_finetuning_epoch(&out2, &sets);
+}
+
+/// `evaluate` on a run folder's `finetuned.safetensors` prints the validation loss and
+/// accuracy of its last fine-tuning epoch (the folder's config.toml is used: no --config).
+fn evaluate_gives_the_last_finetuning_epoch(run: &Path, sets: &[String]) {
+    let checkpoint = run.join("finetuned.safetensors");
     let stdout = ok(&with_sets(
-        &[
-            "evaluate",
-            "--checkpoint",
-            out2.join("finetuned.safetensors").to_str().unwrap(),
-        ],
-        &sets,
+        &["evaluate", "--checkpoint", checkpoint.to_str().unwrap()],
+        sets,
     ));
-    assert!(stdout.contains("Validation accuracy: "), "{stdout}");
+    let (loss, acc) = (
+        *series(run, "finetuning", "val_loss").last().unwrap(),
+        *series(run, "finetuning", "val_acc").last().unwrap(),
+    );
+    assert!(
+        stdout.contains(&format!("val_loss: {loss:.4} - val_acc: {acc:.4}"))
+            && stdout.contains(&format!("Validation accuracy: {:.2}%", acc * 100.0)),
+        "{stdout} vs the last epoch's val_loss {loss}, val_acc {acc}"
+    );
 }
 
 #[test]
