@@ -77,11 +77,16 @@ fn random_images(n: i64, size: i64) -> Tensor {
     Tensor::from_slice(&bytes).view([n, 3, size, size])
 }
 
-/// The names of the spans opened while `f` runs, in order.
+/// The names of the spans this thread opens while `f` runs, in order. One process-wide
+/// subscriber records them (a thread-local default would race with the interest that other
+/// tests' threads cache for each span site).
 fn spans_of(f: impl FnOnce()) -> Vec<&'static str> {
-    use std::sync::Mutex;
+    use std::cell::RefCell;
     use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
-    struct Names(Arc<Mutex<Vec<&'static str>>>);
+    thread_local! {
+        static RECORDED: RefCell<Option<Vec<&'static str>>> = const { RefCell::new(None) };
+    }
+    struct Names;
     impl<S: tracing::Subscriber> Layer<S> for Names {
         fn on_new_span(
             &self,
@@ -89,13 +94,22 @@ fn spans_of(f: impl FnOnce()) -> Vec<&'static str> {
             _: &tracing::span::Id,
             _: Context<'_, S>,
         ) {
-            self.0.lock().unwrap().push(attrs.metadata().name());
+            RECORDED.with(|r| {
+                if let Some(names) = r.borrow_mut().as_mut() {
+                    names.push(attrs.metadata().name());
+                }
+            });
         }
     }
-    let names = Arc::new(Mutex::new(Vec::new()));
-    let subscriber = tracing_subscriber::registry().with(Names(names.clone()));
-    tracing::subscriber::with_default(subscriber, f);
-    names.lock().unwrap().clone()
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Names))
+            .expect("no other test sets a global subscriber");
+        tracing::callsite::rebuild_interest_cache();
+    });
+    RECORDED.with(|r| *r.borrow_mut() = Some(Vec::new()));
+    f();
+    RECORDED.with(|r| r.borrow_mut().take().unwrap_or_default())
 }
 
 #[test]
