@@ -144,3 +144,73 @@ fn real_fashion_mnist_is_read_when_installed() {
         "{out}"
     );
 }
+
+/// `simclr-cli` with `SIMCLR_DATA` set to `data`.
+fn with_data_dir(data: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_simclr-cli"))
+        .env("SIMCLR_DATA", data)
+        .args(args)
+        .args(["--device", "cpu", "--threads", "1"])
+        .output()
+        .expect("simclr-cli runs")
+}
+
+#[test]
+fn download_unpacks_where_data_root_looks_by_default_and_resumes() {
+    use stl10_data::fixtures::{HttpServer, md5_hex, stl10_archive};
+    let scratch = tempfile::tempdir().unwrap();
+    let body = stl10_archive(scratch.path(), "stl10_binary").unwrap();
+    let server = HttpServer::start(body.clone(), 2, Some(body.len() / 3));
+    let data = tempfile::tempdir().unwrap();
+    let md5 = md5_hex(&body);
+    let args = [
+        "data",
+        "download",
+        "stl10",
+        "--url",
+        &server.url,
+        "--md5",
+        &md5,
+    ];
+    let first = with_data_dir(data.path(), &args);
+    assert_eq!(first.status.code(), Some(1), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("run the command again to resume"),
+        "{}",
+        stderr(&first)
+    );
+    let second = with_data_dir(data.path(), &args);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let out = String::from_utf8_lossy(&second.stdout);
+    let folder = data.path().join("stl10").join("stl10_binary");
+    assert!(
+        out.contains("resumed after") && out.contains(&folder.display().to_string()),
+        "{out}"
+    );
+    assert_eq!(server.finish().len(), 2);
+    // No data.root anywhere: the default is where the download went.
+    let inspect = with_data_dir(data.path(), &["data", "inspect"]);
+    assert!(inspect.status.success(), "{}", stderr(&inspect));
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(text.contains("train: 20 images (labeled)"), "{text}");
+}
+
+#[test]
+fn download_errors_name_the_address() {
+    let data = tempfile::tempdir().unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{addr}/stl10_binary.tar.gz");
+    let out = with_data_dir(
+        data.path(),
+        &["data", "download", "stl10", "--url", &url, "--md5", "00"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&url), "{}", stderr(&out));
+    // --url without --md5 is refused before anything is fetched.
+    let out = with_data_dir(data.path(), &["data", "download", "stl10", "--url", &url]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--md5"), "{}", stderr(&out));
+}

@@ -251,6 +251,26 @@ pub struct RunArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
+    /// Download a data set and unpack it where data.root looks by default ($SIMCLR_DATA/stl10,
+    /// else ~/.local/share/simclr-rs/stl10). An interrupted download resumes when run again;
+    /// the archive's published MD5 is checked before it is unpacked.
+    Download {
+        /// Which data set (stl10: the official 2.6 GB binary archive).
+        #[arg(value_parser = ["stl10"])]
+        dataset: String,
+        /// Unpack into this folder instead (it receives stl10_binary/).
+        #[arg(long, value_name = "DIR")]
+        to: Option<PathBuf>,
+        /// Fetch from this address instead (a mirror); give its --md5 too.
+        #[arg(long, value_name = "URL", requires = "md5")]
+        url: Option<String>,
+        /// The MD5 the archive at --url must have (hex).
+        #[arg(long, value_name = "HEX", requires = "url")]
+        md5: Option<String>,
+        /// Hide the progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
     /// Print the splits, per-class counts, image size and per-step batch sizes.
     Inspect,
     /// Write the first N images of a split as PNG files `NNNNN_<class>.png`.

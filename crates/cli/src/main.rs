@@ -187,6 +187,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Data { command } => match command {
+            DataCommand::Download {
+                dataset: _,
+                to,
+                url,
+                md5,
+                no_progress,
+            } => {
+                let show = !no_progress && std::io::stderr().is_terminal() && !quiet;
+                commands::data::download(to.as_deref(), url.zip(md5), show)
+            }
             DataCommand::Inspect => commands::data::inspect(&cfg),
             DataCommand::Export { split, count, out } => {
                 commands::data::export(&cfg, &split, count, &out)

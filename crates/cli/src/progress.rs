@@ -85,3 +85,48 @@ impl Observer for Progress {
         }
     }
 }
+
+/// A download's bar: bytes, rate and time left (hidden when asked or not on a terminal).
+pub struct Transfer {
+    bar: Option<ProgressBar>,
+}
+
+impl Transfer {
+    pub fn new(show: bool) -> Self {
+        Transfer {
+            bar: show.then(ProgressBar::hidden),
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl stl10_data::download::Progress for Transfer {
+    fn start(&mut self, done: u64, total: Option<u64>) {
+        let Some(bar) = &self.bar else { return };
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.set_length(total.unwrap_or(0));
+        bar.set_position(done);
+        let template = "{bytes}/{total_bytes} {wide_bar} {bytes_per_sec} {eta}";
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style);
+        }
+    }
+
+    fn advance(&mut self, done: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+        }
+    }
+
+    fn phase(&mut self, name: &str) {
+        match &self.bar {
+            Some(bar) => bar.set_message(name.to_string()),
+            None => tracing::info!("{name} the archive"),
+        }
+    }
+}

@@ -6,6 +6,24 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
 
+/// The variable that moves [`default_data_dir`].
+pub const DATA_ENV: &str = "SIMCLR_DATA";
+
+/// Where data sets are downloaded to: `$SIMCLR_DATA`, else the user's data folder
+/// (`~/.local/share/simclr-rs` on Linux), else `data` in the working folder.
+pub fn default_data_dir() -> PathBuf {
+    match std::env::var_os(DATA_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => dirs::data_dir().map_or_else(|| PathBuf::from("data"), |d| d.join("simclr-rs")),
+    }
+}
+
+/// `default_data_dir()/stl10`: where `data download stl10` unpacks the archive, and the
+/// default `data.root`.
+pub fn default_stl10_root() -> PathBuf {
+    default_data_dir().join("stl10")
+}
+
 /// Which reader builds the data set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -44,7 +62,7 @@ impl Default for DataConfig {
     fn default() -> Self {
         DataConfig {
             kind: DataKind::Stl10,
-            root: PathBuf::from("data/stl10"),
+            root: default_stl10_root(),
             image_size: 96,
             labeled_per_class: None,
             fold: None,

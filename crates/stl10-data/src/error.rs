@@ -21,6 +21,9 @@ pub enum DataError {
     Config { key: &'static str, problem: String },
     #[error("batching: {0}")]
     Batching(String),
+    /// A download that failed; what was kept and what to do is in `problem`.
+    #[error("downloading {url}: {problem}")]
+    Download { url: String, problem: String },
 }
 
 impl DataError {

@@ -3,8 +3,14 @@
 //! Every pixel encodes where it is: [`pixel_value`] of (image, channel, row, column), so a reader
 //! that transposes, swaps channels or mixes images up reads different values.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use md5::{Digest, Md5};
 
 use crate::stl10::STL10_SIZE;
 
@@ -121,4 +127,118 @@ pub fn write_idx_set(
         )?;
     }
     Ok(())
+}
+
+/// A tar.gz holding `folder/` with an STL-10 fixture of 20 train, 6 test and 40 unlabeled
+/// images (written under `scratch` first), laid out as the official archive is
+/// (`stl10_binary/...`).
+pub fn stl10_archive(scratch: &Path, folder: &str) -> std::io::Result<Vec<u8>> {
+    write_stl10(scratch, 20, 6, 40)?;
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    tar.append_dir_all(folder, scratch.join("stl10_binary"))?;
+    tar.into_inner()?.finish()
+}
+
+/// Lower-case hex MD5 of `bytes`.
+pub fn md5_hex(bytes: &[u8]) -> String {
+    Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A one-thread HTTP server on 127.0.0.1 for download tests: serves `body` at `/a.tar.gz`
+/// (anything else: 404, range requests: 206) for exactly `requests` connections, then stops.
+/// The first response is cut after `cut` body bytes when set (a dropped connection). Records
+/// each request's `Range` header.
+pub struct HttpServer {
+    /// The archive's address.
+    pub url: String,
+    ranges: Arc<Mutex<Vec<Option<String>>>>,
+    thread: JoinHandle<()>,
+}
+
+impl HttpServer {
+    pub fn start(body: Vec<u8>, requests: usize, cut: Option<usize>) -> HttpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/a.tar.gz", listener.local_addr().unwrap());
+        let ranges = Arc::new(Mutex::new(Vec::new()));
+        let seen = ranges.clone();
+        let thread = std::thread::spawn(move || {
+            for (i, stream) in listener.incoming().take(requests).enumerate() {
+                let mut stream = stream.unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                let (path, range) = read_request(&mut stream);
+                seen.lock().unwrap().push(range.clone());
+                let cut = if i == 0 { cut } else { None };
+                respond(&mut stream, &path, range.as_deref(), &body, cut);
+            }
+        });
+        HttpServer {
+            url,
+            ranges,
+            thread,
+        }
+    }
+
+    /// Waits for the last request and returns every request's `Range` header.
+    pub fn finish(self) -> Vec<Option<String>> {
+        self.thread.join().unwrap();
+        Arc::try_unwrap(self.ranges).unwrap().into_inner().unwrap()
+    }
+}
+
+/// The request's path and its `Range` header.
+fn read_request(stream: &mut std::net::TcpStream) -> (String, Option<String>) {
+    let mut reader = BufReader::new(stream);
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
+    let mut range = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("range")
+        {
+            range = Some(v.trim().to_string());
+        }
+    }
+    (path, range)
+}
+
+fn respond(
+    stream: &mut std::net::TcpStream,
+    path: &str,
+    range: Option<&str>,
+    body: &[u8],
+    cut: Option<usize>,
+) {
+    if path != "/a.tar.gz" {
+        let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+        return;
+    }
+    let start: usize = range
+        .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
+        .unwrap_or(0);
+    let head = if range.is_some() {
+        format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\n\r\n",
+            body.len() - start,
+            body.len() - 1,
+            body.len()
+        )
+    } else {
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
+    };
+    stream.write_all(head.as_bytes()).unwrap();
+    let end = cut.map_or(body.len(), |c| (start + c).min(body.len()));
+    let _ = stream.write_all(&body[start..end]);
+    let _ = stream.flush();
+    // Dropping the stream closes the connection, mid-body when cut.
 }

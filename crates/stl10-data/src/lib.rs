@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! use stl10_data::{load, BatchPlan, DataConfig, ZippedEpoch};
-//! let ds = load(&DataConfig::default(), 42)?; // STL-10 under data/stl10
+//! let ds = load(&DataConfig::default(), 42)?; // STL-10 where `data download stl10` put it
 //! let plan = BatchPlan::new(ds.unlabeled.len(), ds.train.len(), 525)?; // 200 x (500 + 25)
 //! for batch in ZippedEpoch::new(&ds.unlabeled, &ds.train, plan, 42, 0) { /* train */ }
 //! # Ok::<(), stl10_data::DataError>(())
@@ -12,6 +12,8 @@
 
 mod batching;
 mod config;
+#[cfg(feature = "download")]
+pub mod download;
 mod error;
 mod export;
 /// Writers of small data sets in the official formats (tests, benches, demos).
@@ -24,7 +26,7 @@ mod images;
 pub mod stl10;
 
 pub use batching::{BatchPlan, LabeledBatch, LabeledEpoch, ZippedBatch, ZippedEpoch};
-pub use config::{DataConfig, DataKind};
+pub use config::{DATA_ENV, DataConfig, DataKind, default_data_dir, default_stl10_root};
 pub use error::{DataError, Result};
 pub use export::{export_png, inspect};
 pub use image_file::load_image;

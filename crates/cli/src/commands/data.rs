@@ -5,6 +5,33 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use train::Config;
 
+/// `data download stl10`: the official archive (or `mirror`: URL and MD5) into `to` (default
+/// the default `data.root`).
+pub fn download(to: Option<&Path>, mirror: Option<(String, String)>, show_bar: bool) -> Result<()> {
+    use stl10_data::download::{self, Archive, Outcome};
+    let dir = to.map_or_else(stl10_data::default_stl10_root, Path::to_path_buf);
+    let mut archive = Archive::stl10();
+    if let Some((url, md5)) = mirror {
+        archive.url = url;
+        archive.md5 = md5;
+    }
+    let mut bar = crate::progress::Transfer::new(show_bar);
+    match download::download(&archive, &dir, &mut bar)? {
+        Outcome::Present(folder) => println!("already there: {}", folder.display()),
+        Outcome::Fetched { folder, resumed_at } => {
+            bar.finish();
+            if resumed_at > 0 {
+                println!("resumed after {resumed_at} bytes");
+            }
+            println!("unpacked {}", folder.display());
+        }
+    }
+    if to.is_some() {
+        println!("use it with --set data.root={}", dir.display());
+    }
+    Ok(())
+}
+
 pub fn inspect(cfg: &Config) -> Result<()> {
     let ds = stl10_data::load(&cfg.data, cfg.runtime.seed)?;
     print!("{}", stl10_data::inspect(&ds, cfg.data.batch_size));
