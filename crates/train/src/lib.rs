@@ -57,6 +57,7 @@ pub mod run_dir;
 pub mod runtime;
 pub mod state;
 mod steps;
+mod subsets;
 pub mod sweep;
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use stl10_data::{Dataset, Split};
+use stl10_data::Dataset;
 use tch::Device;
 
 use crate::atomic::write_file;
@@ -35,6 +35,7 @@ use crate::plots::efficiency_plot;
 use crate::prepared::Prepared;
 use crate::run::Run;
 use crate::run_dir::RunDir;
+use crate::subsets::Subsets;
 
 /// The command-line name of the budgets, for messages.
 const BUDGETS_ARG: &str = "--labels-per-class";
@@ -158,7 +159,7 @@ pub fn run(
         features::labels(&full.test, device)
             .ok_or_else(|| TrainError::file(&cfg.data.root, "the test split has no labels"))?,
     );
-    let shared = Shared {
+    let shared = Subsets {
         cfg,
         device,
         prep: &prep,
@@ -175,7 +176,7 @@ pub fn run(
             budget.name(),
             positions.len()
         );
-        rows.push(shared.run_budget(budget, &positions, obs)?);
+        rows.push(run_budget(&shared, budget, &positions, obs)?);
         write_tables(&dir, &rows, full.num_classes())?;
     }
     let section = markdown(&rows, plan.encoder);
@@ -204,109 +205,35 @@ fn selection(full: &Dataset, budget: Budget, seed: u64) -> Result<Vec<usize>> {
     }
 }
 
-/// What every budget shares: the pretraining data's plan, the full labeled data, the encoder
-/// and the test features.
-struct Shared<'a> {
-    cfg: &'a Config,
-    device: Device,
-    prep: &'a Prepared,
-    full: &'a Dataset,
-    encoder: &'a Path,
-    frozen: &'a FrozenEncoder,
-    /// Test features and labels.
-    test: &'a (tch::Tensor, tch::Tensor),
-    out: &'a Path,
-}
-
-impl Shared<'_> {
-    /// The supervised runs, the linear evaluation and kNN of one budget.
-    fn run_budget(
-        &self,
-        budget: Budget,
-        positions: &[usize],
-        obs: &mut dyn Observer,
-    ) -> Result<SweepRow> {
-        let (budget_cfg, budget_prep) = self.supervised_schedule(positions)?;
-        let dir = RunDir::create(
-            &self.out.join(format!("labels-{}", budget.name())),
-            &budget_cfg,
-        )?;
-        dir.write_classes(&self.full.class_names)?;
-        let baseline = experiment::baseline(&budget_cfg, &budget_prep, &dir, obs)?;
-        let finetuned = experiment::finetune(&budget_cfg, &budget_prep, self.encoder, &dir, obs)?;
-        crate::report::write_report(&budget_cfg, &budget_prep, &dir)?;
-        let (linear, knn) = self.frozen_scores(positions)?;
-        let best = |h: &crate::metrics::History, run: Run| {
-            h.best(run.accuracy_metric()).unwrap_or(f64::NAN)
-        };
-        Ok(SweepRow {
-            labels_per_class: budget.name(),
-            labels: positions.len(),
-            batch_size: budget_cfg.data.batch_size,
-            steps_per_epoch: budget_prep.plan.steps,
-            baseline: best(&baseline, Run::Baseline),
-            finetuned: best(&finetuned, Run::Finetuning),
-            linear,
-            knn,
-        })
-    }
-
-    /// The configuration and data of a budget's supervised runs: the experiment's supervised
-    /// epoch, at least `ceil(L / b)` steps of at least `b` labeled images (its `L` labeled
-    /// images in batches of `b = L / steps`), the subset repeated in whole copies to fill it.
-    fn supervised_schedule(&self, positions: &[usize]) -> Result<(Config, Prepared)> {
-        let (cfg, prep, full) = (self.cfg, self.prep, self.full);
-        let batch_floor = prep.plan.labeled_batch.max(1);
-        let steps = prep.ds.train.len().div_ceil(batch_floor).max(1);
-        let m = positions.len();
-        if m == 0 {
-            return Err(TrainError::file(
-                &cfg.data.root,
-                "the labeled train split is empty: no labels to sweep over",
-            ));
-        }
-        let batch = batch_floor.max(m.div_ceil(steps));
-        let copies = (steps * batch).div_ceil(m).max(1);
-        let tiled: Vec<usize> = (0..copies)
-            .flat_map(|_| positions.iter().copied())
-            .collect();
-        let mut budget_cfg = cfg.clone();
-        budget_cfg.data.batch_size = batch;
-        budget_cfg.data.labeled_per_class = None;
-        let ds = Dataset {
-            train: full.train.select(&tiled),
-            unlabeled: Split::empty(full.image_size),
-            test: full.test.clone(),
-            class_names: full.class_names.clone(),
-            image_size: full.image_size,
-            skipped: 0,
-        };
-        let budget_prep = Prepared::with_dataset(&budget_cfg, self.device, ds)?;
-        Ok((budget_cfg, budget_prep))
-    }
-
-    /// Test accuracy of the linear evaluation and of kNN on the frozen features of the
-    /// images at `positions`.
-    fn frozen_scores(&self, positions: &[usize]) -> Result<(f64, f64)> {
-        let (cfg, full, test) = (self.cfg, self.full, self.test);
-        let subset = full.train.select(positions);
-        let bank = self.frozen.split(&subset);
-        let bank_labels = features::labels(&subset, self.device)
-            .ok_or_else(|| TrainError::file(&cfg.data.root, "the train split has no labels"))?;
-        let classes = full.num_classes() as i64;
-        let linear = crate::linear_eval::evaluate(
-            &cfg.eval,
-            cfg.runtime.seed,
-            (&bank, &bank_labels),
-            (&test.0, &test.1),
-            classes,
-        )?;
-        let knn = cfg
-            .eval
-            .knn()
-            .accuracy(&bank, &bank_labels, &test.0, &test.1, classes)?;
-        Ok((linear.test_acc, knn))
-    }
+/// The supervised runs, the linear evaluation and kNN of one budget.
+fn run_budget(
+    on: &Subsets,
+    budget: Budget,
+    positions: &[usize],
+    obs: &mut dyn Observer,
+) -> Result<SweepRow> {
+    let (budget_cfg, budget_prep) = on.supervised_schedule(positions)?;
+    let dir = RunDir::create(
+        &on.out.join(format!("labels-{}", budget.name())),
+        &budget_cfg,
+    )?;
+    dir.write_classes(&on.full.class_names)?;
+    let baseline = experiment::baseline(&budget_cfg, &budget_prep, &dir, obs)?;
+    let finetuned = experiment::finetune(&budget_cfg, &budget_prep, on.encoder, &dir, obs)?;
+    crate::report::write_report(&budget_cfg, &budget_prep, &dir)?;
+    let (linear, knn) = on.frozen_scores(positions)?;
+    let best =
+        |h: &crate::metrics::History, run: Run| h.best(run.accuracy_metric()).unwrap_or(f64::NAN);
+    Ok(SweepRow {
+        labels_per_class: budget.name(),
+        labels: positions.len(),
+        batch_size: budget_cfg.data.batch_size,
+        steps_per_epoch: budget_prep.plan.steps,
+        baseline: best(&baseline, Run::Baseline),
+        finetuned: best(&finetuned, Run::Finetuning),
+        linear,
+        knn,
+    })
 }
 
 /// `sweep.csv`, `sweep.json` and `label_efficiency.png` for the rows so far.
