@@ -363,6 +363,20 @@ fn every_bad_input_exits_1_naming_the_culprit_without_a_panic() {
         with(&["baseline", "--config", &s(&unknown)], &sets),
         &["unknown.toml", "depth"],
     );
+    add(
+        "folds on a data set without STL-10's folds",
+        with(
+            &[
+                "folds",
+                "--encoder",
+                &s(&t.join("enc.safetensors")),
+                "--set",
+                "data.kind=idx",
+            ],
+            &sets,
+        ),
+        &["data.kind", "the folds are STL-10's"],
+    );
     // A valid file with a bad --set: the --set is at fault, not the file.
     let fine = t.join("fine.toml");
     std::fs::write(&fine, "[loss]\ntemperature = 0.2\n").unwrap();

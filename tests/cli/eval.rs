@@ -384,3 +384,62 @@ fn sweep_trains_every_budget_on_nested_subsets() {
         );
     }
 }
+
+#[test]
+fn folds_train_on_each_predefined_fold_alone_and_report_mean_and_std() {
+    let dir = tempfile::tempdir().unwrap();
+    // 40 training images: the fixture's fold k holds the images i with i % 10 == k.
+    let sets = fixture(&dir.path().join("data"), 40);
+    let run_dir = dir.path().join("run");
+    ok_v(&with_sets(&["pretrain", "--out", &s(&run_dir)], &sets));
+    let out = dir.path().join("folds");
+    let encoder = run_dir.join("encoder.safetensors");
+    let stdout = ok_v(&with_sets(
+        &["folds", "--encoder", &s(&encoder), "--out", &s(&out)],
+        &sets,
+    ));
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("folds.json")).unwrap()).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 10);
+    for (k, r) in rows.iter().enumerate() {
+        assert_eq!(
+            (r["fold"].as_u64(), r["labels"].as_u64()),
+            (Some(k as u64), Some(4))
+        );
+        // The fine-tuning of fold k saw only fold k: its history is in fold-<k>/.
+        let h = history(&out.join(format!("fold-{k}/finetuning.json")));
+        let best = h["epochs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["val_acc"].as_f64().unwrap())
+            .fold(f64::MIN, f64::max);
+        assert!(
+            (r["finetuned"].as_f64().unwrap() - best).abs() < 1e-12,
+            "fold {k}"
+        );
+    }
+    // The printed mean and std are numpy's over the ten folds.
+    let linear: Vec<f64> = rows.iter().map(|r| r["linear"].as_f64().unwrap()).collect();
+    let mean = linear.iter().sum::<f64>() / 10.0;
+    let std = (linear.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 10.0).sqrt();
+    let line = format!(
+        "linear probe (frozen): {:.2} ± {:.2}%",
+        mean * 100.0,
+        std * 100.0
+    );
+    assert!(stdout.contains(&line), "{stdout}\nwanted: {line}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("| mean ± std |") && report.contains("| 9 | 4 |"),
+        "{report}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("folds.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        11
+    );
+}

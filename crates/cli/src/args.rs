@@ -128,6 +128,21 @@ pub enum Command {
         #[arg(long)]
         no_progress: bool,
     },
+    /// STL-10's protocol: fine-tune (and fit the linear probe and kNN on frozen features) on
+    /// each of the ten predefined 1,000-image folds alone, scored on the test split; prints
+    /// each fold and mean ± std.
+    Folds {
+        /// A safetensors file holding `encoder.*` (a run's encoder.safetensors); without
+        /// --config, the run folder's config.toml beside it is used.
+        #[arg(long, value_name = "PATH")]
+        encoder: PathBuf,
+        /// Output folder: `fold-<k>/` run folders, folds.csv, folds.json, report.md.
+        #[arg(long, default_value = "runs/folds")]
+        out: PathBuf,
+        /// Hide the progress bars.
+        #[arg(long)]
+        no_progress: bool,
+    },
     /// Write an encoder's features of one split as float32 [N, D] .npy (and labels.npy).
     Embed {
         /// A safetensors file holding `encoder.*`; without --config, the run folder's
@@ -204,6 +219,7 @@ impl Command {
             Command::AugmentPreview { .. } => "augment-preview",
             Command::Knn { .. } => "knn",
             Command::Sweep { .. } => "sweep",
+            Command::Folds { .. } => "folds",
             Command::Embed { .. } => "embed",
             Command::Predict { .. } => "predict",
             Command::Bench { .. } => "bench",
@@ -215,7 +231,9 @@ impl Command {
     /// is the base configuration when `--config` is not given.
     pub fn model_file(&self) -> Option<&std::path::Path> {
         match self {
-            Command::Knn { encoder, .. } | Command::Embed { encoder, .. } => Some(encoder),
+            Command::Knn { encoder, .. }
+            | Command::Embed { encoder, .. }
+            | Command::Folds { encoder, .. } => Some(encoder),
             Command::Predict { checkpoint, .. } | Command::Evaluate { checkpoint } => {
                 Some(checkpoint)
             }

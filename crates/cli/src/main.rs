@@ -153,6 +153,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             &out,
             &mut progress(no_progress),
         ),
+        Command::Folds {
+            encoder,
+            out,
+            no_progress,
+        } => commands::eval::folds(&cfg, device, &encoder, &out, &mut progress(no_progress)),
         Command::Embed {
             encoder,
             split,

@@ -22,13 +22,14 @@
 //!   [`fit`] (the epoch loop's observer), [`metrics`] (per-epoch histories);
 //! - the run folder: [`run_dir`] (its files), [`state`] (phase checkpoints for `--resume`),
 //!   [`overview`] (summaries and the augmentation grid), [`report`] (plots and `report.md`);
-//! - using an encoder: [`features`], [`knn`], [`embed`], [`predict`], [`sweep`];
+//! - using an encoder: [`features`], [`knn`], [`embed`], [`predict`], [`sweep`] (label
+//!   efficiency), [`folds`] (STL-10's ten-fold protocol);
 //! - [`bench`](mod@bench): the step benchmark.
 //!
 //! Internal: `steps` (the two train steps behind the `TrainStep` trait), `loader` (host or
 //! device-resident batches), `optim` (Adam with a saveable state), `checkpoint` (safetensors of
 //! variable groups), `atomic` (the one file writer), `plots` (drawing), `linear_eval`,
-//! `init_guard`.
+//! `init_guard`, `subsets` (a labeled subset's schedule and frozen scores).
 
 mod atomic;
 pub mod bench;
@@ -39,6 +40,7 @@ mod error;
 pub mod experiment;
 pub mod features;
 pub mod fit;
+pub mod folds;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod init_guard;

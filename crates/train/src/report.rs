@@ -76,7 +76,7 @@ fn validation_plots(dir: &RunDir, histories: &Histories) -> Result<()> {
 }
 
 /// The bullet list of how and on what the run ran.
-fn setup(cfg: &Config, prep: &Prepared) -> String {
+pub(crate) fn setup(cfg: &Config, prep: &Prepared) -> String {
     let d = &prep.ds;
     let data_at = if prep.resident.is_some() {
         "resident on the device, batches gathered there"

@@ -12,6 +12,18 @@ use crate::error::{Result, TrainError};
 use crate::features::{self, FrozenEncoder};
 use crate::prepared::Prepared;
 
+/// The frozen features of the test split and its labels, on `device`.
+pub(crate) fn test_features(
+    cfg: &Config,
+    frozen: &FrozenEncoder,
+    full: &Dataset,
+    device: Device,
+) -> Result<(tch::Tensor, tch::Tensor)> {
+    let labels = features::labels(&full.test, device)
+        .ok_or_else(|| TrainError::file(&cfg.data.root, "the test split has no labels"))?;
+    Ok((frozen.split(&full.test), labels))
+}
+
 /// What every subset shares: the experiment's plan (its supervised epoch), the full labeled
 /// data, the encoder and the test features.
 pub(crate) struct Subsets<'a> {

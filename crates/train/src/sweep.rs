@@ -27,9 +27,9 @@ use tch::Device;
 
 use crate::atomic::write_file;
 use crate::config::{Config, ConfigError};
-use crate::error::{Result, TrainError};
+use crate::error::Result;
 use crate::experiment;
-use crate::features::{self, FrozenEncoder};
+use crate::features::FrozenEncoder;
 use crate::fit::Observer;
 use crate::plots::efficiency_plot;
 use crate::prepared::Prepared;
@@ -154,11 +154,7 @@ pub fn run(
         }
     };
     let frozen = FrozenEncoder::load(cfg, prep.compute, &encoder, None)?;
-    let test = (
-        frozen.split(&full.test),
-        features::labels(&full.test, device)
-            .ok_or_else(|| TrainError::file(&cfg.data.root, "the test split has no labels"))?,
-    );
+    let test = crate::subsets::test_features(cfg, &frozen, &full, device)?;
     let shared = Subsets {
         cfg,
         device,

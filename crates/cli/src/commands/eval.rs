@@ -64,6 +64,33 @@ pub fn sweep(
     Ok(())
 }
 
+pub fn folds(
+    cfg: &Config,
+    device: Device,
+    encoder: &Path,
+    out: &Path,
+    progress: &mut crate::progress::Progress,
+) -> Result<()> {
+    let rows = train::folds::run(cfg, device, encoder, out, progress)?;
+    println!("folds: {}", out.display());
+    println!("fold  finetuned  linear    knn");
+    for r in &rows {
+        println!(
+            "{:>4}  {:>8.2}%  {:>6.2}%  {:>6.2}%",
+            r.fold,
+            r.finetuned * 100.0,
+            r.linear * 100.0,
+            r.knn * 100.0
+        );
+    }
+    for (i, (_, label)) in train::folds::METHODS.iter().enumerate() {
+        let scores: Vec<f64> = rows.iter().map(|r| r.scores()[i]).collect();
+        let (mean, std) = train::folds::mean_std(&scores);
+        println!("{label}: {:.2} ± {:.2}%", mean * 100.0, std * 100.0);
+    }
+    Ok(())
+}
+
 pub fn embed(
     cfg: &Config,
     device: Device,

@@ -1,0 +1,212 @@
+//! STL-10's evaluation protocol (`simclr-cli folds`): each of the ten predefined folds of 1,000
+//! labeled training images is used alone to fine-tune the encoder and to fit the linear probe
+//! (and kNN) on its frozen features, all judged on the 8,000 test images; reported per fold and
+//! as mean and standard deviation over the folds, as the data set's authors specify.
+//!
+//! A fold trains on the experiment's schedule (see [`crate::sweep`]: its supervised epoch,
+//! the fold's images repeated to fill it); the fine-tuned score is the best test accuracy over
+//! the epochs, as the example reports its runs; the frozen scores are final.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+use stl10_data::DataKind;
+use tch::Device;
+
+use crate::atomic::write_file;
+use crate::config::{Config, ConfigError};
+use crate::error::Result;
+use crate::experiment;
+use crate::features::FrozenEncoder;
+use crate::fit::Observer;
+use crate::prepared::Prepared;
+use crate::run::Run;
+use crate::run_dir::RunDir;
+use crate::subsets::{Subsets, test_features};
+
+/// STL-10's folds.
+pub const FOLDS: usize = 10;
+
+/// One fold's test accuracies.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FoldRow {
+    pub fold: usize,
+    pub labels: usize,
+    pub finetuned: f64,
+    pub linear: f64,
+    pub knn: f64,
+}
+
+impl FoldRow {
+    /// `[finetuned, linear, knn]`, in [`METHODS`] order.
+    pub fn scores(&self) -> [f64; 3] {
+        [self.finetuned, self.linear, self.knn]
+    }
+}
+
+/// The score columns, as `(column, label)`.
+pub const METHODS: [(&str, &str); 3] = [
+    ("finetuned", "fine-tuned"),
+    ("linear", "linear probe (frozen)"),
+    ("knn", "kNN (frozen)"),
+];
+
+/// Mean and standard deviation (over the values, divided by `n`, as numpy's `std`).
+pub fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    (mean, var.sqrt())
+}
+
+/// Runs the protocol for the encoder in `encoder` into `out`: `fold-<k>/` run folders of the
+/// fine-tunings, `folds.csv`, `folds.json` and `report.md`.
+pub fn run(
+    cfg: &Config,
+    device: Device,
+    encoder: &Path,
+    out: &Path,
+    obs: &mut dyn Observer,
+) -> Result<Vec<FoldRow>> {
+    if cfg.data.kind != DataKind::Stl10 {
+        return Err(ConfigError::Invalid {
+            key: "data.kind".into(),
+            message: format!(
+                "the folds are STL-10's (its fold_indices.txt), not {:?}'s",
+                cfg.data.kind
+            ),
+        }
+        .into());
+    }
+    let mut base = cfg.clone();
+    (base.data.fold, base.data.labeled_per_class) = (None, None);
+    // Only the plan and the compute are needed of the whole data set.
+    base.runtime.resident_data = false;
+    let full = stl10_data::load(&base.data, cfg.runtime.seed)?;
+    let prep = Prepared::with_dataset(&base, device, full.clone())?;
+    let dir = RunDir::create(out, cfg)?;
+    let frozen = FrozenEncoder::load(cfg, prep.compute, encoder, None)?;
+    let test = test_features(cfg, &frozen, &full, device)?;
+    let on = Subsets {
+        cfg,
+        device,
+        prep: &prep,
+        full: &full,
+        encoder,
+        frozen: &frozen,
+        test: &test,
+        out,
+    };
+    let folds_file = stl10_data::stl10::binary_dir(&cfg.data.root).join("fold_indices.txt");
+    let mut rows = Vec::new();
+    for fold in 0..FOLDS {
+        let positions = stl10_data::stl10::read_fold(&folds_file, fold, full.train.len())?;
+        tracing::info!("fold {fold}: {} labeled images", positions.len());
+        rows.push(run_fold(&on, fold, &positions, obs)?);
+        write_tables(&dir, &rows)?;
+    }
+    let md = format!(
+        "# STL-10 folds\n\n{}{}",
+        crate::report::setup(cfg, &prep),
+        markdown(&rows, encoder)
+    );
+    write_file(&dir.file("report.md"), md)?;
+    Ok(rows)
+}
+
+/// Fine-tuning on one fold (in `fold-<k>/`) and the frozen scores of its images.
+fn run_fold(
+    on: &Subsets,
+    fold: usize,
+    positions: &[usize],
+    obs: &mut dyn Observer,
+) -> Result<FoldRow> {
+    let (fold_cfg, fold_prep) = on.supervised_schedule(positions)?;
+    let dir = RunDir::create(&on.out.join(format!("fold-{fold}")), &fold_cfg)?;
+    dir.write_classes(&on.full.class_names)?;
+    let h = experiment::finetune(&fold_cfg, &fold_prep, on.encoder, &dir, obs)?;
+    crate::report::write_report(&fold_cfg, &fold_prep, &dir)?;
+    let (linear, knn) = on.frozen_scores(positions)?;
+    Ok(FoldRow {
+        fold,
+        labels: positions.len(),
+        finetuned: h
+            .best(Run::Finetuning.accuracy_metric())
+            .unwrap_or(f64::NAN),
+        linear,
+        knn,
+    })
+}
+
+/// `folds.csv` and `folds.json` for the folds so far.
+fn write_tables(dir: &RunDir, rows: &[FoldRow]) -> Result<()> {
+    let mut csv = String::from("fold,labels,finetuned,linear,knn\n");
+    for r in rows {
+        let [f, l, k] = r.scores();
+        let _ = writeln!(csv, "{},{},{f:.4},{l:.4},{k:.4}", r.fold, r.labels);
+    }
+    write_file(&dir.file("folds.csv"), csv)?;
+    let json = serde_json::to_string_pretty(rows).expect("plain values serialize");
+    write_file(&dir.file("folds.json"), json)
+}
+
+/// The report's table: each fold, then mean ± std of each method.
+pub fn markdown(rows: &[FoldRow], encoder: &Path) -> String {
+    let mut md = format!(
+        "Encoder: {}. Test accuracy after training on each fold alone; fine-tuned: best over \
+         the epochs; linear probe and kNN: on frozen features. Mean ± standard deviation over \
+         the folds.\n\n| fold | labels | {} |\n|---|---|{}\n",
+        encoder.display(),
+        METHODS.map(|m| m.1).join(" | "),
+        "---|".repeat(METHODS.len())
+    );
+    let percent = |v: f64| format!("{:.2}%", v * 100.0);
+    for r in rows {
+        let cells = r.scores().map(percent);
+        let _ = writeln!(md, "| {} | {} | {} |", r.fold, r.labels, cells.join(" | "));
+    }
+    let summary: Vec<String> = (0..METHODS.len())
+        .map(|i| {
+            let (mean, std) = mean_std(&rows.iter().map(|r| r.scores()[i]).collect::<Vec<_>>());
+            format!("{:.2} ± {:.2}%", mean * 100.0, std * 100.0)
+        })
+        .collect();
+    let _ = writeln!(md, "| mean ± std | | {} |", summary.join(" | "));
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_and_std_are_numpys() {
+        // numpy: np.mean([.5, .7, .9]) = 0.7, np.std(...) = sqrt(0.08 / 3) = 0.163299...
+        let (mean, std) = mean_std(&[0.5, 0.7, 0.9]);
+        assert!((mean - 0.7).abs() < 1e-12);
+        assert!((std - (0.08f64 / 3.0).sqrt()).abs() < 1e-12, "{std}");
+        assert_eq!(mean_std(&[0.25]), (0.25, 0.0));
+    }
+
+    #[test]
+    fn the_table_ends_with_mean_and_std() {
+        let row = |fold, f| FoldRow {
+            fold,
+            labels: 1000,
+            finetuned: f,
+            linear: 0.5,
+            knn: 0.4,
+        };
+        let md = markdown(&[row(0, 0.6), row(1, 0.7)], Path::new("enc.safetensors"));
+        let last = md.lines().last().unwrap();
+        assert_eq!(
+            last,
+            "| mean ± std | | 65.00 ± 5.00% | 50.00 ± 0.00% | 40.00 ± 0.00% |"
+        );
+        assert!(
+            md.contains("| 1 | 1000 | 70.00% | 50.00% | 40.00% |"),
+            "{md}"
+        );
+    }
+}
