@@ -377,6 +377,21 @@ fn every_bad_input_exits_1_naming_the_culprit_without_a_panic() {
         ),
         &["data.kind", "the folds are STL-10's"],
     );
+    add(
+        "contact sheet with no images per class",
+        with(
+            &[
+                "data",
+                "inspect",
+                "--sheet",
+                &s(&t.join("sheet.png")),
+                "--per-class",
+                "0",
+            ],
+            &sets,
+        ),
+        &["sheet.png", "--per-class must be in 1..="],
+    );
     // A valid file with a bad --set: the --set is at fault, not the file.
     let fine = t.join("fine.toml");
     std::fs::write(&fine, "[loss]\ntemperature = 0.2\n").unwrap();

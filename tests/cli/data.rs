@@ -214,3 +214,43 @@ fn download_errors_name_the_address() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--md5"), "{}", stderr(&out));
 }
+
+#[test]
+fn inspect_reports_channel_statistics_and_draws_a_contact_sheet() {
+    let dir = tempfile::tempdir().unwrap();
+    write_stl10(dir.path(), 30, 10, 20).unwrap();
+    let sheet = dir.path().join("sheet.png");
+    let out = ok(&[
+        "data",
+        "inspect",
+        "--set",
+        &root_set(dir.path()),
+        "--sheet",
+        sheet.to_str().unwrap(),
+        "--per-class",
+        "2",
+    ]);
+    assert!(out.contains("pixel mean / std per channel"), "{out}");
+    let train = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("train ") && l.contains("mean"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let fields: Vec<&str> = train.split_whitespace().collect();
+    assert_eq!(fields.len(), 9, "{train}");
+    // Channel R of every train pixel, from the fixture's formula.
+    let values: Vec<f64> = (0..30)
+        .flat_map(|i| (0..96 * 96).map(move |p| (i, p / 96, p % 96)))
+        .map(|(i, y, x)| f64::from(pixel_value(i, 0, y, x)) / 255.0)
+        .collect();
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    assert_eq!(fields[2], format!("{mean:.4}"), "{train}");
+    // Ten rows (one per class) of two 96-pixel tiles: 8 + 2 * 104 wide, 10 * 134 + 8 high.
+    let img = image::open(&sheet).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (216, 1348));
+    // Row 0 is class 0, whose first image is train image 0: its top-left pixel starts the row.
+    let px = img.get_pixel(8, 8 + 30);
+    assert_eq!(px.0, [0, 1, 2].map(|c| pixel_value(0, c, 0, 0)), "{px:?}");
+    // Row 3 (class 3), second tile: train image 13, pixel (5, 7).
+    let px = img.get_pixel(8 + 104 + 7, 8 + 3 * 134 + 30 + 5);
+    assert_eq!(px.0, [0, 1, 2].map(|c| pixel_value(13, c, 5, 7)), "{px:?}");
+}

@@ -289,8 +289,16 @@ pub enum DataCommand {
         #[arg(long)]
         no_progress: bool,
     },
-    /// Print the splits, per-class counts, image size and per-step batch sizes.
-    Inspect,
+    /// Print the splits, per-class counts, image size, each channel's pixel mean and std, and
+    /// the per-step batch sizes; --sheet also draws a contact sheet of the classes.
+    Inspect {
+        /// Write a PNG with a row of training images per class.
+        #[arg(long, value_name = "FILE")]
+        sheet: Option<PathBuf>,
+        /// Images per class on the sheet.
+        #[arg(long, default_value_t = 8, requires = "sheet")]
+        per_class: usize,
+    },
     /// Write the first N images of a split as PNG files `NNNNN_<class>.png`.
     Export {
         /// train, unlabeled or test.

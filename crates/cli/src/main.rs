@@ -202,7 +202,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let show = !no_progress && std::io::stderr().is_terminal() && !quiet;
                 commands::data::download(to.as_deref(), url.zip(md5), show)
             }
-            DataCommand::Inspect => commands::data::inspect(&cfg),
+            DataCommand::Inspect { sheet, per_class } => {
+                commands::data::inspect(&cfg, sheet.as_deref().map(|s| (s, per_class)))
+            }
             DataCommand::Export { split, count, out } => {
                 commands::data::export(&cfg, &split, count, &out)
             }

@@ -29,6 +29,20 @@ pub fn inspect(ds: &Dataset, batch_size: usize) -> String {
     if ds.skipped > 0 {
         let _ = writeln!(out, "skipped unreadable images: {}", ds.skipped);
     }
+    let _ = writeln!(out, "pixel mean / std per channel (R, G, B; 0..1):");
+    for (name, split) in [
+        ("train", &ds.train),
+        ("unlabeled", &ds.unlabeled),
+        ("test", &ds.test),
+    ] {
+        if let Some([r, g, b]) = split.channel_stats() {
+            let _ = writeln!(
+                out,
+                "  {name:<9} mean {:.4} {:.4} {:.4}  std {:.4} {:.4} {:.4}",
+                r.0, g.0, b.0, r.1, g.1, b.1
+            );
+        }
+    }
     let _ = writeln!(out, "per-class counts (train / test):");
     let (train, test) = (
         ds.train.class_counts(ds.num_classes()),

@@ -238,6 +238,37 @@ impl Split {
         }
     }
 
+    /// Mean and standard deviation of each channel (R, G, B) over every pixel of the split, on
+    /// the 0..1 scale the augmenter's rescaling gives (what a `Normalize` transform takes);
+    /// `None` for an empty split. Summed in float64, 1,024 images at a time.
+    pub fn channel_stats(&self) -> Option<[(f64, f64); 3]> {
+        if self.is_empty() {
+            return None;
+        }
+        let (mut sum, mut sq) = ([0f64; 3], [0f64; 3]);
+        let positions: Vec<usize> = (0..self.len()).collect();
+        for chunk in positions.chunks(1024) {
+            let x = self.images(chunk).to_kind(Kind::Double) / 255.0;
+            let s = Vec::<f64>::try_from(x.sum_dim_intlist(&[0i64, 2, 3][..], false, Kind::Double))
+                .expect("three channel sums");
+            let q = Vec::<f64>::try_from((&x * &x).sum_dim_intlist(
+                &[0i64, 2, 3][..],
+                false,
+                Kind::Double,
+            ))
+            .expect("three channel sums");
+            for c in 0..3 {
+                sum[c] += s[c];
+                sq[c] += q[c];
+            }
+        }
+        let n = (self.len() * self.image_size() * self.image_size()) as f64;
+        Some([0, 1, 2].map(|c| {
+            let mean = sum[c] / n;
+            (mean, (sq[c] / n - mean * mean).max(0.0).sqrt())
+        }))
+    }
+
     /// How many images carry each label `0..classes`.
     pub fn class_counts(&self, classes: usize) -> Vec<usize> {
         let mut counts = vec![0; classes];

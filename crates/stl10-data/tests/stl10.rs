@@ -235,3 +235,27 @@ fn invalid_settings_name_the_key() {
     .to_string();
     assert!(e.contains("data.labeled_per_class"), "{e}");
 }
+
+#[test]
+fn channel_means_and_stds_match_a_float64_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    write_stl10(dir.path(), 7, 3, 2).unwrap();
+    let ds = load(&cfg(dir.path()), 0).unwrap();
+    let [r, g, b] = ds.train.channel_stats().unwrap();
+    for (c, (mean, std)) in [r, g, b].into_iter().enumerate() {
+        // Every pixel of train images 0..7 from the fixture's formula, scaled to 0..1.
+        let values: Vec<f64> = (0..7)
+            .flat_map(|i| (0..96).flat_map(move |y| (0..96).map(move |x| (i, y, x))))
+            .map(|(i, y, x)| f64::from(pixel_value(i, c, y, x)) / 255.0)
+            .collect();
+        let want = values.iter().sum::<f64>() / values.len() as f64;
+        let var = values.iter().map(|v| (v - want).powi(2)).sum::<f64>() / values.len() as f64;
+        assert!((mean - want).abs() < 1e-9, "channel {c}: {mean} vs {want}");
+        assert!(
+            (std - var.sqrt()).abs() < 1e-9,
+            "channel {c}: {std} vs {}",
+            var.sqrt()
+        );
+    }
+    assert!(stl10_data::Split::empty(96).channel_stats().is_none());
+}

@@ -1,5 +1,6 @@
 //! What a run folder shows before any training: `summary.txt` (Keras-style summaries of every
-//! model), `classes.txt` and `augmentations.png` (the seed's grid of augmented samples).
+//! model), `classes.txt` and `augmentations.png` (the seed's grid of augmented samples); and
+//! the data set's contact sheet (`data inspect --sheet`).
 
 use std::path::Path;
 
@@ -73,5 +74,39 @@ pub fn augmentation_grid(cfg: &Config, ds: &Dataset, count: usize, path: &Path) 
         ("Strongly augmented", strong.augment(&images)?),
         ("Strongly augmented", strong.augment(&images)?),
     ];
+    image_grid(path, &rows)
+}
+
+/// Most images per class on a contact sheet.
+pub const MAX_PER_CLASS: usize = 64;
+
+/// A contact sheet of the labeled training split at `path`: one row per class, named, with
+/// its first `per_class` images (fewer when the class has fewer).
+pub fn contact_sheet(ds: &Dataset, per_class: usize, path: &Path) -> Result<()> {
+    let Some(labels) = ds.train.labels().filter(|l| !l.is_empty()) else {
+        return Err(TrainError::file(
+            path,
+            "the train split has no labeled images for a contact sheet",
+        ));
+    };
+    if !(1..=MAX_PER_CLASS).contains(&per_class) {
+        return Err(TrainError::file(
+            path,
+            format!("--per-class must be in 1..={MAX_PER_CLASS}, got {per_class}"),
+        ));
+    }
+    let rows: Vec<(&str, tch::Tensor)> = ds
+        .class_names
+        .iter()
+        .enumerate()
+        .map(|(c, name)| {
+            let positions: Vec<usize> = (0..labels.len())
+                .filter(|&i| labels[i] == c as i64)
+                .take(per_class)
+                .collect();
+            let images = ds.train.images(&positions).to_kind(tch::Kind::Float) / 255.0;
+            (name.as_str(), images)
+        })
+        .collect();
     image_grid(path, &rows)
 }

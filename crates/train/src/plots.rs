@@ -306,8 +306,12 @@ pub fn scatter_plot(
 /// small images scaled up (nearest neighbour) to at least 96 pixels.
 pub fn image_grid(path: &Path, rows: &[(&str, Tensor)]) -> Result<()> {
     register_font();
+    // As wide as the longest row; shorter rows leave blank tiles.
     let (n, s) = match rows.first() {
-        Some((_, t)) => (t.size()[0] as u32, t.size()[2] as u32),
+        Some((_, t)) => (
+            rows.iter().map(|(_, r)| r.size()[0]).max().unwrap_or(0) as u32,
+            t.size()[2] as u32,
+        ),
         None => return Err(TrainError::file(path, "no rows to draw")),
     };
     let scale = 96u32.div_ceil(s.max(1)).max(1);

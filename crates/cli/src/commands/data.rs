@@ -32,9 +32,15 @@ pub fn download(to: Option<&Path>, mirror: Option<(String, String)>, show_bar: b
     Ok(())
 }
 
-pub fn inspect(cfg: &Config) -> Result<()> {
+/// `data inspect`: the account of the data set, and with `sheet` (file, images per class) its
+/// contact sheet.
+pub fn inspect(cfg: &Config, sheet: Option<(&Path, usize)>) -> Result<()> {
     let ds = stl10_data::load(&cfg.data, cfg.runtime.seed)?;
     print!("{}", stl10_data::inspect(&ds, cfg.data.batch_size));
+    if let Some((path, per_class)) = sheet {
+        train::overview::contact_sheet(&ds, per_class, path)?;
+        println!("wrote {}", path.display());
+    }
     Ok(())
 }
 
