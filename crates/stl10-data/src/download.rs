@@ -117,7 +117,24 @@ fn fetch(url: &str, partial: &Path, progress: &mut dyn Progress) -> Result<u64> 
         .get("content-length")
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let (start, total) = match status {
-        206 => (have, length.map(|l| have + l)),
+        206 => {
+            // `bytes START-END/TOTAL`: the server must continue where the file stops.
+            let range = response
+                .headers()
+                .get("content-range")
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_content_range);
+            match range {
+                Some((from, total)) if from == have => (have, total.or(length.map(|l| have + l))),
+                _ => {
+                    let _ = std::fs::remove_file(partial);
+                    return Err(bad(format!(
+                        "the server did not resume at byte {have}; the partial download was \
+                         deleted, run the command again to start over"
+                    )));
+                }
+            }
+        }
         200 => (0, length),
         // The partial file already holds everything the server has.
         416 if have > 0 => return Ok(have),
@@ -152,6 +169,13 @@ fn fetch(url: &str, partial: &Path, progress: &mut dyn Progress) -> Result<u64> 
         )));
     }
     Ok(start)
+}
+
+/// `(start, total)` of a `Content-Range: bytes START-END/TOTAL` value (`TOTAL` may be `*`).
+fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
+    let (range, total) = value.strip_prefix("bytes ")?.split_once('/')?;
+    let start = range.split_once('-')?.0.trim().parse().ok()?;
+    Some((start, total.trim().parse().ok()))
 }
 
 /// Copies `from` to `to` in 1 MiB pieces, reporting the running total (from `done`).
@@ -220,4 +244,20 @@ fn unpack(archive: &Path, folder: &str, dir: &Path) -> Result<()> {
     let target = dir.join(folder);
     std::fs::rename(staging.join(folder), &target).map_err(|e| DataError::io(&target, e))?;
     std::fs::remove_dir_all(&staging).map_err(|e| DataError::io(&staging, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_ranges_parse() {
+        assert_eq!(
+            parse_content_range("bytes 100-199/200"),
+            Some((100, Some(200)))
+        );
+        assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, None)));
+        assert_eq!(parse_content_range("items 1-2/3"), None);
+        assert_eq!(parse_content_range("bytes x-9/10"), None);
+    }
 }
