@@ -73,6 +73,22 @@ fn idx_with(tmp: &Path, tag: &str, file: &str, bytes: Vec<u8>) -> Vec<String> {
     ]
 }
 
+/// An unpacked CIFAR-10 fixture in `tmp/tag` with `file` replaced by `bytes`.
+fn cifar_with(tmp: &Path, tag: &str, file: &str, bytes: Vec<u8>) -> Vec<String> {
+    use stl10_data::cifar::CIFAR10;
+    let root = tmp.join(tag);
+    stl10_data::fixtures::write_cifar(&root, &CIFAR10, 2, 4, false).unwrap();
+    std::fs::write(root.join(CIFAR10.folder).join(file), bytes).unwrap();
+    vec![
+        "--set".into(),
+        root_set(&root),
+        "--set".into(),
+        "data.kind=cifar10".into(),
+        "--set".into(),
+        "data.image_size=32".into(),
+    ]
+}
+
 fn idx_header(dims: &[u32]) -> Vec<u8> {
     let mut b = vec![0, 0, 8, dims.len() as u8];
     for d in dims {
@@ -340,6 +356,26 @@ fn every_bad_input_exits_1_naming_the_culprit_without_a_panic() {
         "idx two-dimensional images",
         with(&["baseline"], &idx_with(t, "i10", imgs, flat)),
         &[imgs, "expected 3 dimensions"],
+    );
+
+    // --- CIFAR binaries ---
+    add(
+        "cifar truncated batch",
+        with(
+            &["baseline"],
+            &cifar_with(t, "c1", "data_batch_2.bin", vec![0; 3073 + 5]),
+        ),
+        &["data_batch_2.bin", "3073-byte records"],
+    );
+    let mut record = vec![0u8; 3073];
+    record[0] = 10;
+    add(
+        "cifar label out of range",
+        with(
+            &["baseline"],
+            &cifar_with(t, "c2", "test_batch.bin", record),
+        ),
+        &["test_batch.bin", "label 10 of record 0"],
     );
 
     // --- configuration files and --set ---

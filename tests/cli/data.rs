@@ -254,3 +254,44 @@ fn inspect_reports_channel_statistics_and_draws_a_contact_sheet() {
     let px = img.get_pixel(8 + 104 + 7, 8 + 3 * 134 + 30 + 5);
     assert_eq!(px.0, [0, 1, 2].map(|c| pixel_value(13, c, 5, 7)), "{px:?}");
 }
+
+#[test]
+fn cifar_archives_are_read_without_unpacking_and_pretrain_with_held_back_labels() {
+    use stl10_data::cifar::CIFAR10;
+    use stl10_data::fixtures::write_cifar;
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar(dir.path(), &CIFAR10, 8, 10, true).unwrap();
+    let sets = [
+        "data.kind=cifar10".to_string(),
+        "data.image_size=32".into(),
+        root_set(dir.path()),
+    ];
+    let mut args = vec!["data", "inspect"];
+    for s in &sets {
+        args.extend(["--set", s]);
+    }
+    let out = ok(&args);
+    assert!(out.contains("image size: 32x32x3, 10 classes"), "{out}");
+    assert!(
+        out.contains("train: 40 images (labeled)") && out.contains("test: 10 images"),
+        "{out}"
+    );
+    let run = dir.path().join("run");
+    let mut args = vec!["pretrain", "--out", run.to_str().unwrap()];
+    for s in &sets {
+        args.extend(["--set", s]);
+    }
+    args.extend([
+        "--set",
+        "data.labeled_per_class=2",
+        "--set",
+        "data.batch_size=10",
+        "--set",
+        "model.width=8",
+        "--set",
+        "pretrain.epochs=1",
+    ]);
+    let out = ok(&args);
+    assert!(out.contains("Maximal validation accuracy"), "{out}");
+    assert!(run.join("encoder.safetensors").is_file());
+}

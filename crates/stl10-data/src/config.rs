@@ -34,6 +34,10 @@ pub enum DataKind {
     Folder,
     /// MNIST-style IDX files (`train-images-idx3-ubyte[.gz]`, ...), e.g. Fashion-MNIST.
     Idx,
+    /// CIFAR-10's binary version (`cifar-10-batches-bin/`, or its `.tar.gz`).
+    Cifar10,
+    /// CIFAR-100's binary version (`cifar-100-binary/`, or its `.tar.gz`), fine labels.
+    Cifar100,
 }
 
 /// The `[data]` table. Defaults reproduce the Keras SimCLR example on STL-10.
@@ -115,6 +119,14 @@ impl DataConfig {
             return Err(DataError::config(
                 "image_size",
                 format!("STL-10 images are 96x96, got {}", self.image_size),
+            ));
+        }
+        if matches!(self.kind, DataKind::Cifar10 | DataKind::Cifar100)
+            && self.image_size != crate::cifar::CIFAR_SIZE
+        {
+            return Err(DataError::config(
+                "image_size",
+                format!("CIFAR images are 32x32, got {}", self.image_size),
             ));
         }
         if self.class_names.is_some() && self.kind != DataKind::Idx {

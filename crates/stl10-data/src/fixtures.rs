@@ -242,3 +242,78 @@ fn respond(
     let _ = stream.flush();
     // Dropping the stream closes the connection, mid-body when cut.
 }
+
+/// The fine label CIFAR-100 fixtures give image `i` (CIFAR-10's is [`label_of`]).
+pub fn cifar100_label_of(i: usize) -> u8 {
+    ((i * 7) % 100) as u8
+}
+
+/// Writes a CIFAR fixture of `layout` under `root`: `per_file` images in each training file
+/// and `test` test images, numbered across the files (training from 0, test from 1000), pixels
+/// from [`pixel_value`] as R, G, B planes, row-major. With `archive`, only the `.tar.gz` the
+/// official download is (its folder inside), else the unpacked folder.
+pub fn write_cifar(
+    root: &Path,
+    layout: &crate::cifar::Layout,
+    per_file: usize,
+    test: usize,
+    archive: bool,
+) -> std::io::Result<()> {
+    let record = |i: usize| {
+        let mut r = Vec::with_capacity(layout.label_bytes + 3 * 32 * 32);
+        match layout.label_bytes {
+            1 => r.push(label_of(i)),
+            _ => r.extend([(i % 20) as u8, cifar100_label_of(i)]),
+        }
+        for c in 0..3 {
+            for y in 0..32 {
+                r.extend((0..32).map(|x| pixel_value(i, c, y, x)));
+            }
+        }
+        r
+    };
+    let mut files: Vec<(String, Vec<u8>)> = layout
+        .train
+        .iter()
+        .enumerate()
+        .map(|(f, name)| {
+            let first = f * per_file;
+            (
+                name.to_string(),
+                (first..first + per_file).flat_map(record).collect(),
+            )
+        })
+        .collect();
+    files.push((
+        layout.test.into(),
+        (1000..1000 + test).flat_map(record).collect(),
+    ));
+    let names: Vec<String> = (0..layout.classes).map(|c| format!("class_{c}")).collect();
+    files.push((
+        layout.names.into(),
+        (names.join("\n") + "\n\n").into_bytes(),
+    ));
+    std::fs::create_dir_all(root)?;
+    if !archive {
+        let dir = root.join(layout.folder);
+        std::fs::create_dir_all(&dir)?;
+        for (name, bytes) in files {
+            std::fs::write(dir.join(name), bytes)?;
+        }
+        return Ok(());
+    }
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    for (name, bytes) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(
+            &mut header,
+            format!("{}/{name}", layout.folder),
+            bytes.as_slice(),
+        )?;
+    }
+    std::fs::write(root.join(layout.archive), tar.into_inner()?.finish()?)
+}

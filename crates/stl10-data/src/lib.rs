@@ -11,6 +11,7 @@
 //! ```
 
 mod batching;
+pub mod cifar;
 mod config;
 #[cfg(feature = "download")]
 pub mod download;
@@ -46,6 +47,7 @@ pub fn load(cfg: &DataConfig, seed: u64) -> Result<Dataset> {
         DataKind::Stl10 => stl10::load(cfg)?,
         DataKind::Folder => folder::load(cfg)?,
         DataKind::Idx => idx::load(cfg)?,
+        DataKind::Cifar10 | DataKind::Cifar100 => cifar::load(cfg)?,
     };
     match cfg.labeled_per_class {
         Some(n) => keep_labeled_per_class(ds, n, seed),
