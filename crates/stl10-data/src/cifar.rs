@@ -113,7 +113,7 @@ fn read_files(root: &Path, layout: &Layout) -> Result<(HashMap<&'static str, Vec
 }
 
 /// The files of `layout` out of the tar.gz at `path`, streamed; an error names what is missing.
-fn read_archive(path: &Path, layout: &Layout) -> Result<HashMap<&'static str, Vec<u8>>> {
+pub fn read_archive(path: &Path, layout: &Layout) -> Result<HashMap<&'static str, Vec<u8>>> {
     let bad = |e: std::io::Error| DataError::format(path, format!("cannot read the archive: {e}"));
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
@@ -139,7 +139,7 @@ fn read_archive(path: &Path, layout: &Layout) -> Result<HashMap<&'static str, Ve
 }
 
 /// Images and labels of the records in `bytes` (from `file`, named in errors).
-fn parse_records(bytes: &[u8], file: &Path, layout: &Layout) -> Result<(Vec<u8>, Vec<i64>)> {
+pub fn parse_records(bytes: &[u8], file: &Path, layout: &Layout) -> Result<(Vec<u8>, Vec<i64>)> {
     let record = layout.label_bytes + PIXELS;
     if bytes.is_empty() || !bytes.len().is_multiple_of(record) {
         return Err(DataError::format(
@@ -170,7 +170,7 @@ fn parse_records(bytes: &[u8], file: &Path, layout: &Layout) -> Result<(Vec<u8>,
 }
 
 /// One line per class, blank lines ignored; exactly `layout.classes` of them.
-fn class_names(text: &[u8], file: &Path, layout: &Layout) -> Result<Vec<String>> {
+pub fn class_names(text: &[u8], file: &Path, layout: &Layout) -> Result<Vec<String>> {
     let names: Vec<String> = String::from_utf8_lossy(text)
         .lines()
         .map(str::trim)
