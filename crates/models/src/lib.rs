@@ -21,7 +21,7 @@ mod networks;
 mod summary;
 
 pub use accel::MemoryFormat;
-pub use networks::{Classifier, Encoder, EncoderConfig, LinearProbe, ProjectionHead};
+pub use networks::{Classifier, Encoder, EncoderConfig, HeadConfig, LinearProbe, ProjectionHead};
 pub use summary::{Summary, SummaryRow};
 
 /// A model that cannot be built as configured.

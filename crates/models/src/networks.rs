@@ -142,41 +142,116 @@ impl ModuleT for Encoder {
     }
 }
 
-/// Dense(width, ReLU) + Dense(width): the example's projection head.
+/// The projection head's shape: `layers` Dense layers of `width` units, ReLU between them,
+/// and with `batch_norm` a BatchNorm after each hidden Dense (before its ReLU; the last layer
+/// has none, as lightly's SimCLR head). The example's head is the default: 2 layers, no
+/// BatchNorm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadConfig {
+    pub layers: usize,
+    pub width: i64,
+    pub batch_norm: bool,
+}
+
+impl Default for HeadConfig {
+    fn default() -> Self {
+        HeadConfig {
+            layers: 2,
+            width: 128,
+            batch_norm: false,
+        }
+    }
+}
+
+/// The example's MLP projection head on encoder features (`Dense(w, relu)`, `Dense(w)` by
+/// default), deeper or with BatchNorm as [`HeadConfig`] says. Variables `dense1` .. `denseN`
+/// (and `bn1` .. for the hidden layers). BatchNorm uses PyTorch's momentum 0.1 and epsilon
+/// 1e-5; its running statistics are variables of the store, so checkpoints carry them.
 #[derive(Debug)]
 pub struct ProjectionHead {
-    dense1: nn::Linear,
-    dense2: nn::Linear,
+    dense: Vec<nn::Linear>,
+    norms: Vec<nn::BatchNorm>,
     width: i64,
 }
 
 impl ProjectionHead {
-    /// Builds `p/dense1`, `p/dense2`.
-    pub fn new(p: &nn::Path, inputs: i64, width: i64) -> Self {
-        ProjectionHead {
-            dense1: dense(p / "dense1", inputs, width),
-            dense2: dense(p / "dense2", width, width),
-            width,
+    /// Builds `p/dense1` .. `p/denseN` (and `p/bn1` ..) on `inputs` features.
+    pub fn new(p: &nn::Path, inputs: i64, cfg: &HeadConfig) -> Result<Self, ModelError> {
+        if cfg.layers == 0 {
+            return Err(ModelError::Zero {
+                what: "the projection head's layers",
+                value: 0,
+            });
         }
+        if cfg.width < 1 {
+            return Err(ModelError::Zero {
+                what: "the projection head's width",
+                value: cfg.width,
+            });
+        }
+        let w = cfg.width;
+        let dense = (0..cfg.layers)
+            .map(|i| {
+                let from = if i == 0 { inputs } else { w };
+                dense(p / format!("dense{}", i + 1), from, w)
+            })
+            .collect();
+        let norms = match cfg.batch_norm {
+            true => (1..cfg.layers)
+                .map(|i| nn::batch_norm1d(p / format!("bn{i}"), w, Default::default()))
+                .collect(),
+            false => Vec::new(),
+        };
+        Ok(ProjectionHead {
+            dense,
+            norms,
+            width: w,
+        })
+    }
+
+    /// Whether a BatchNorm makes each row's output depend on the rest of the batch.
+    pub fn has_batch_norm(&self) -> bool {
+        !self.norms.is_empty()
     }
 
     pub fn summary(&self) -> Summary {
-        let inputs = self.dense1.ws.size()[1];
+        let inputs = self.dense[0].ws.size()[1];
         let w = self.width;
-        Summary::new(
-            "projection_head",
-            vec![inputs],
-            vec![
-                SummaryRow::new("dense1 (Dense)", vec![w], inputs * w + w),
-                SummaryRow::new("dense2 (Dense)", vec![w], w * w + w),
-            ],
-        )
+        let mut rows = Vec::new();
+        for (i, d) in self.dense.iter().enumerate() {
+            let from = d.ws.size()[1];
+            rows.push(SummaryRow::new(
+                format!("dense{} (Dense)", i + 1),
+                vec![w],
+                from * w + w,
+            ));
+            if let Some(_bn) = self.norms.get(i) {
+                // Keras counts all four vectors: scale, offset, moving mean and variance.
+                rows.push(SummaryRow::new(
+                    format!("bn{} (BatchNormalization)", i + 1),
+                    vec![w],
+                    4 * w,
+                ));
+            }
+        }
+        Summary::new("projection_head", vec![inputs], rows)
     }
 }
 
-impl Module for ProjectionHead {
-    fn forward(&self, xs: &Tensor) -> Tensor {
-        xs.apply(&self.dense1).relu().apply(&self.dense2)
+impl ModuleT for ProjectionHead {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let last = self.dense.len() - 1;
+        let mut x = xs.shallow_clone();
+        for (i, d) in self.dense.iter().enumerate() {
+            x = x.apply(d);
+            if i < last {
+                if let Some(bn) = self.norms.get(i) {
+                    x = x.apply_t(bn, train);
+                }
+                x = x.relu();
+            }
+        }
+        x
     }
 }
 

@@ -1,5 +1,6 @@
 use models::{
-    Classifier, Encoder, EncoderConfig, LinearProbe, MemoryFormat, ModelError, ProjectionHead,
+    Classifier, Encoder, EncoderConfig, HeadConfig, LinearProbe, MemoryFormat, ModelError,
+    ProjectionHead,
 };
 use tch::nn::{self, Module, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
@@ -20,7 +21,12 @@ fn parameter_counts_equal_keras() {
     assert_eq!(encoder.summary().total_params(), 856_064);
 
     let vs = nn::VarStore::new(Device::Cpu);
-    let head = ProjectionHead::new(&(vs.root() / "projection_head"), 128, 128);
+    let head = ProjectionHead::new(
+        &(vs.root() / "projection_head"),
+        128,
+        &HeadConfig::default(),
+    )
+    .unwrap();
     assert_eq!(
         (numel(&vs), head.summary().total_params()),
         (33_024, 33_024)
@@ -42,7 +48,11 @@ fn parameter_counts_equal_keras() {
 fn variables_have_stable_names() {
     let vs = nn::VarStore::new(Device::Cpu);
     let _e = Encoder::new(&(vs.root() / "encoder"), &EncoderConfig::default()).unwrap();
-    let _h = ProjectionHead::new(&(vs.root() / "projection_head"), 128, 128);
+    let _h = ProjectionHead::new(
+        &(vs.root() / "projection_head"),
+        128,
+        &HeadConfig::default(),
+    );
     let _p = LinearProbe::new(&(vs.root() / "linear_probe"), 128, 10);
     let mut names: Vec<String> = vs.variables().into_keys().collect();
     names.sort();
@@ -285,7 +295,11 @@ fn heads_give_logits_of_the_right_shape_with_zero_bias() {
     tch::manual_seed(4);
     let vs = nn::VarStore::new(Device::Cpu);
     let probe = LinearProbe::new(&(vs.root() / "linear_probe"), 16, 10);
-    let head = ProjectionHead::new(&(vs.root() / "projection_head"), 16, 8);
+    let cfg = HeadConfig {
+        width: 8,
+        ..HeadConfig::default()
+    };
+    let head = ProjectionHead::new(&(vs.root() / "projection_head"), 16, &cfg).unwrap();
     let zeros = Tensor::zeros([3, 16], (Kind::Float, Device::Cpu));
     let logits = probe.forward(&zeros);
     assert_eq!(logits.size(), [3, 10]);
@@ -295,10 +309,58 @@ fn heads_give_logits_of_the_right_shape_with_zero_bias() {
         "zero bias: zero in, zero out"
     );
     let x = Tensor::rand([3, 16], (Kind::Float, Device::Cpu));
-    let z = head.forward(&x);
+    let z = head.forward_t(&x, true);
     assert_eq!(z.size(), [3, 8]);
     assert!(
         z.min().double_value(&[]) < 0.0,
         "no ReLU after the last dense layer"
     );
+}
+
+#[test]
+fn a_deeper_head_with_batch_norm_has_keras_counts_names_and_train_and_eval_modes() {
+    tch::manual_seed(5);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let cfg = HeadConfig {
+        layers: 3,
+        width: 16,
+        batch_norm: true,
+    };
+    let head = ProjectionHead::new(&(vs.root() / "projection_head"), 8, &cfg).unwrap();
+    assert!(head.has_batch_norm());
+    // Dense 8->16, BN(16), Dense 16->16, BN(16), Dense 16->16: Keras counts BN's 4 vectors.
+    let want = (8 * 16 + 16) + 4 * 16 + (16 * 16 + 16) + 4 * 16 + (16 * 16 + 16);
+    assert_eq!(head.summary().total_params(), want);
+    // Trainable: all but the two BatchNorms' moving mean and variance.
+    assert_eq!(numel(&vs), want - 2 * 2 * 16);
+    let all: i64 = vs.variables().values().map(|t| t.numel() as i64).sum();
+    assert_eq!(all, want);
+    let mut names: Vec<String> = vs.variables().into_keys().collect();
+    names.sort();
+    assert!(
+        names.contains(&"projection_head.bn2.running_mean".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"projection_head.dense3.weight".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.contains("bn3")),
+        "no BatchNorm after the last layer"
+    );
+    // Train mode normalises with the batch and updates the running statistics; eval mode uses
+    // them: a batch and its first row alone agree in eval mode only.
+    let x = Tensor::randn([6, 8], (Kind::Float, Device::Cpu)) * 3.0 + 1.0;
+    let mean0 = vs.variables()["projection_head.bn1.running_mean"].copy();
+    let all = head.forward_t(&x, true);
+    assert!(!vs.variables()["projection_head.bn1.running_mean"].equal(&mean0));
+    let one = head.forward_t(&x.narrow(0, 0, 2), true);
+    assert!((all.narrow(0, 0, 2) - &one).abs().max().double_value(&[]) > 1e-3);
+    let all = head.forward_t(&x, false);
+    let one = head.forward_t(&x.narrow(0, 0, 2), false);
+    assert!((all.narrow(0, 0, 2) - one).abs().max().double_value(&[]) < 1e-5);
+    let zero = HeadConfig { layers: 0, ..cfg };
+    let vs = nn::VarStore::new(Device::Cpu);
+    assert!(ProjectionHead::new(&vs.root(), 8, &zero).is_err());
 }

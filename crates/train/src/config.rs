@@ -123,6 +123,12 @@ pub struct ModelConfig {
     /// Convolutions, their weights, gradients, Adam moments and the augmenter's output in
     /// channels-last memory format (same values; faster with oneDNN and cuDNN, see README).
     pub channels_last: bool,
+    /// Dense layers of the projection head (the example's: 2).
+    pub projection_layers: usize,
+    /// Units of each projection layer, and so the projection size; unset: `width`.
+    pub projection_width: Option<i64>,
+    /// BatchNorm after each hidden projection layer (SimCLR's head; the example has none).
+    pub projection_batch_norm: bool,
 }
 
 impl Default for ModelConfig {
@@ -130,6 +136,9 @@ impl Default for ModelConfig {
         ModelConfig {
             width: 128,
             channels_last: true,
+            projection_layers: 2,
+            projection_width: None,
+            projection_batch_norm: false,
         }
     }
 }
@@ -348,6 +357,8 @@ fn one_line(source: &toml::de::Error) -> String {
 pub const MAX_THREADS: usize = 1024;
 /// Largest `model.width` (filters and units; the dense kernel grows with its square).
 pub const MAX_WIDTH: i64 = 4096;
+/// Most layers of the projection head.
+pub const MAX_PROJECTION_LAYERS: usize = 8;
 
 /// The error for an invalid value of `key`.
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
@@ -456,10 +467,19 @@ impl Config {
                 invalid(&format!("{table}.{field}"), e.to_string())
             })?;
         }
-        if !(1..=MAX_WIDTH).contains(&self.model.width) {
+        for (key, width) in [
+            ("model.width", Some(self.model.width)),
+            ("model.projection_width", self.model.projection_width),
+        ] {
+            if let Some(w) = width.filter(|w| !(1..=MAX_WIDTH).contains(w)) {
+                return Err(invalid(key, format!("must be in 1..={MAX_WIDTH}, got {w}")));
+            }
+        }
+        let layers = self.model.projection_layers;
+        if !(1..=MAX_PROJECTION_LAYERS).contains(&layers) {
             return Err(invalid(
-                "model.width",
-                format!("must be in 1..={MAX_WIDTH}, got {}", self.model.width),
+                "model.projection_layers",
+                format!("must be in 1..={MAX_PROJECTION_LAYERS}, got {layers}"),
             ));
         }
         for (key, t) in [
@@ -547,6 +567,15 @@ impl Config {
         models::EncoderConfig {
             width: self.model.width,
             image_size: self.data.image_size as i64,
+        }
+    }
+
+    /// The projection head's shape: `model.projection_*`, its width `model.width` when unset.
+    pub fn head_config(&self) -> models::HeadConfig {
+        models::HeadConfig {
+            layers: self.model.projection_layers,
+            width: self.model.projection_width.unwrap_or(self.model.width),
+            batch_norm: self.model.projection_batch_norm,
         }
     }
 
@@ -751,6 +780,8 @@ mod tests {
                 "pretrain.probe_optimizer.beta2",
             ),
             ("model.width=0", "model.width"),
+            ("model.projection_layers=0", "model.projection_layers"),
+            ("model.projection_width=0", "model.projection_width"),
             ("eval.knn_k=0", "eval.knn_k"),
             ("eval.knn_temperature=-1", "eval.knn_temperature"),
             ("eval.linear_epochs=0", "eval.linear_epochs"),

@@ -4,7 +4,7 @@
 
 use models::{Encoder, ProjectionHead};
 use stl10_data::{Dataset, Split};
-use tch::nn::{self, Module, ModuleT};
+use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint;
@@ -127,7 +127,8 @@ impl FrozenEncoder {
         let w = cfg.model.width;
         let head = head
             .map(|h| -> Result<ProjectionHead> {
-                let p = ProjectionHead::new(&(vs.root() / "projection_head"), w, w);
+                let p =
+                    ProjectionHead::new(&(vs.root() / "projection_head"), w, &cfg.head_config())?;
                 checkpoint::load(&vs, "projection_head", h)?;
                 Ok(p)
             })
@@ -148,7 +149,7 @@ impl FrozenEncoder {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let f = self.encoder.forward_t(x, false);
         match &self.head {
-            Some(h) => h.forward(&f),
+            Some(h) => h.forward_t(&f, false),
             None => f,
         }
     }

@@ -159,7 +159,8 @@ impl ContrastiveModel {
         let enc_cfg = cfg.encoder_config();
         let encoder = Encoder::new(&(vs.root() / "encoder"), &enc_cfg)?;
         let w = cfg.model.width;
-        let projection_head = ProjectionHead::new(&(vs.root() / "projection_head"), w, w);
+        let projection_head =
+            ProjectionHead::new(&(vs.root() / "projection_head"), w, &cfg.head_config())?;
         let linear_probe = LinearProbe::new(&(probe_vs.root() / "linear_probe"), w, classes);
         // Before the optimizers exist, so that Adam's moments take the kernels' layout.
         encoder.set_memory_format(compute.format);
@@ -218,21 +219,26 @@ impl ContrastiveModel {
     /// Encoder (training mode) and projection head over `views`, in even slices of at most
     /// `compute.encoder_chunk` views whose projections are joined before the loss: the loss and
     /// its gradients are those of one pass over all views (only the summation order of the
-    /// weight gradients differs), while each convolution works on a cache-sized batch.
+    /// weight gradients differs), while each convolution works on a cache-sized batch. A head
+    /// with BatchNorm runs once over the joined features, so its batch statistics are those of
+    /// the whole batch.
     fn project(&self, views: &Tensor) -> Tensor {
+        let head = |f: &Tensor| self.projection_head.forward_t(f, true);
+        let joint = self.projection_head.has_batch_norm();
         let run = |v: &Tensor| {
-            self.projection_head
-                .forward(&self.encoder.forward_t(v, true))
+            let features = self.encoder.forward_t(v, true);
+            if joint { features } else { head(&features) }
         };
         let n = views.size()[0] as usize;
-        match self.compute.encoder_chunk {
+        let out = match self.compute.encoder_chunk {
             Some(chunk) if chunk < n => {
                 let size = n.div_ceil(n.div_ceil(chunk)) as i64;
                 let parts: Vec<Tensor> = views.split(size, 0).iter().map(run).collect();
                 Tensor::cat(&parts, 0)
             }
             _ => run(views),
-        }
+        };
+        if joint { head(&out) } else { out }
     }
 
     /// Weak augmentation of the labeled images, the encoder in inference mode without gradient

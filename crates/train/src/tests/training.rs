@@ -184,7 +184,7 @@ fn the_pretraining_step_is_wired_as_the_examples_train_step() {
     );
     let z = m
         .projection_head
-        .forward(&m.encoder.forward_t(&views, true))
+        .forward_t(&m.encoder.forward_t(&views, true), true)
         .detach();
     let (z1, z2) = (z.narrow(0, 0, n), z.narrow(0, n, n));
     let t = cfg.loss.temperature;
@@ -472,31 +472,76 @@ fn channels_last_and_nchw_steps_agree() {
 
 #[test]
 fn encoder_slices_give_the_loss_of_one_pass() {
-    let cfg = small_config(32, 16);
     let images = {
         tch::manual_seed(8);
         random_images(9, 32)
     };
     let labels = Tensor::from_slice(&[1i64]);
-    // In fp32: with bf16 autocast (`auto` on CPUs with AMX) oneDNN's kernels for other batch
-    // sizes round differently, which says nothing about the slicing.
-    let first_step = |encoder_chunk| {
-        let compute = Compute {
-            encoder_chunk,
-            precision: accel::Precision::Fp32,
-            ..cpu(&cfg)
+    // The example's head, and one with BatchNorm (its statistics must be the whole batch's).
+    for batch_norm in [false, true] {
+        let mut cfg = small_config(32, 16);
+        cfg.model.projection_batch_norm = batch_norm;
+        // In fp32: with bf16 autocast (`auto` on CPUs with AMX) oneDNN's kernels for other
+        // batch sizes round differently, which says nothing about the slicing.
+        let first_step = |encoder_chunk| {
+            let compute = Compute {
+                encoder_chunk,
+                precision: accel::Precision::Fp32,
+                ..cpu(&cfg)
+            };
+            let mut m = ContrastiveModel::new(&cfg, 2, compute).unwrap();
+            let v = m.step(&images, &labels).unwrap();
+            let w = m.vs.variables()["encoder.dense.weight"].copy();
+            (Vec::<f64>::try_from(v.to_kind(Kind::Double)).unwrap(), w)
         };
-        let mut m = ContrastiveModel::new(&cfg, 2, compute).unwrap();
-        let v = m.step(&images, &labels).unwrap();
-        let w = m.vs.variables()["encoder.dense.weight"].copy();
-        (Vec::<f64>::try_from(v.to_kind(Kind::Double)).unwrap(), w)
-    };
-    let (whole, w_whole) = first_step(None);
-    let (sliced, w_sliced) = first_step(Some(4)); // 18 views: five even slices of 4, 4, 4, 4, 2
-    for (x, y) in whole.iter().zip(&sliced) {
-        assert!((x - y).abs() < 1e-5, "{whole:?} vs {sliced:?}");
+        let (whole, w_whole) = first_step(None);
+        let (sliced, w_sliced) = first_step(Some(4)); // 18 views: slices of 4, 4, 4, 4, 2
+        for (x, y) in whole.iter().zip(&sliced) {
+            assert!(
+                (x - y).abs() < 1e-5,
+                "bn {batch_norm}: {whole:?} vs {sliced:?}"
+            );
+        }
+        assert!((w_whole - w_sliced).abs().max().double_value(&[]) < 1e-6);
     }
-    assert!((w_whole - w_sliced).abs().max().double_value(&[]) < 1e-6);
+}
+
+/// A BatchNorm head's running statistics move in training and travel with the snapshot that
+/// `--resume` restores.
+#[test]
+fn a_batch_norm_heads_statistics_are_trained_and_checkpointed() {
+    let mut cfg = small_config(32, 8);
+    cfg.model.projection_layers = 3;
+    cfg.model.projection_batch_norm = true;
+    let mut m = ContrastiveModel::new(&cfg, 2, cpu(&cfg)).unwrap();
+    let key = "projection_head.bn2.running_var";
+    let before = m.vs.variables()[key].copy();
+    let _ = m
+        .step(&random_images(6, 32), &Tensor::from_slice(&[0i64, 1]))
+        .unwrap();
+    let after = m.vs.variables()[key].copy();
+    assert!(!after.equal(&before), "{key} moved");
+    let snapshot = m.snapshot();
+    let saved = snapshot
+        .tensors
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, t)| t);
+    assert!(
+        saved.is_some_and(|t| t.equal(&after)),
+        "{key} is in the snapshot"
+    );
+    assert!(
+        !snapshot
+            .tensors
+            .iter()
+            .any(|(k, _)| k.contains("optimizer.m.projection_head.bn2.running")),
+        "no Adam moments for statistics"
+    );
+    let mut other = ContrastiveModel::new(&cfg, 2, cpu(&cfg)).unwrap();
+    let tensors: HashMap<String, Tensor> = snapshot.tensors.into_iter().collect();
+    other.restore(&tensors, &snapshot.streams).unwrap();
+    assert!(other.vs.variables()[key].equal(&after));
 }
 
 /// A step that returns known values: step `k` (counting from 1 over the run) gives `[k, 2k]`.
