@@ -122,9 +122,7 @@ fn run_fold(
     positions: &[usize],
     obs: &mut dyn Observer,
 ) -> Result<FoldRow> {
-    let (fold_cfg, fold_prep) = on.supervised_schedule(positions)?;
-    let dir = RunDir::create(&on.out.join(format!("fold-{fold}")), &fold_cfg)?;
-    dir.write_classes(&on.full.class_names)?;
+    let (fold_cfg, fold_prep, dir) = on.run_folder(&format!("fold-{fold}"), positions)?;
     let h = experiment::finetune(&fold_cfg, &fold_prep, on.encoder, &dir, obs)?;
     crate::report::write_report(&fold_cfg, &fold_prep, &dir)?;
     let (linear, knn) = on.frozen_scores(positions)?;

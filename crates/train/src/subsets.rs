@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::error::{Result, TrainError};
 use crate::features::{self, FrozenEncoder};
 use crate::prepared::Prepared;
+use crate::run_dir::RunDir;
 
 /// The frozen features of the test split and its labels, on `device`.
 pub(crate) fn test_features(
@@ -39,6 +40,19 @@ pub(crate) struct Subsets<'a> {
 }
 
 impl Subsets<'_> {
+    /// The run folder `out/<name>` of a subset's supervised runs (its `config.toml` and
+    /// `classes.txt` written), with their configuration and data.
+    pub(crate) fn run_folder(
+        &self,
+        name: &str,
+        positions: &[usize],
+    ) -> Result<(Config, Prepared, RunDir)> {
+        let (cfg, prep) = self.supervised_schedule(positions)?;
+        let dir = RunDir::create(&self.out.join(name), &cfg)?;
+        dir.write_classes(&self.full.class_names)?;
+        Ok((cfg, prep, dir))
+    }
+
     /// The configuration and data of a budget's supervised runs: the experiment's supervised
     /// epoch, at least `ceil(L / b)` steps of at least `b` labeled images (its `L` labeled
     /// images in batches of `b = L / steps`), the subset repeated in whole copies to fill it.

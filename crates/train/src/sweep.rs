@@ -208,12 +208,8 @@ fn run_budget(
     positions: &[usize],
     obs: &mut dyn Observer,
 ) -> Result<SweepRow> {
-    let (budget_cfg, budget_prep) = on.supervised_schedule(positions)?;
-    let dir = RunDir::create(
-        &on.out.join(format!("labels-{}", budget.name())),
-        &budget_cfg,
-    )?;
-    dir.write_classes(&on.full.class_names)?;
+    let (budget_cfg, budget_prep, dir) =
+        on.run_folder(&format!("labels-{}", budget.name()), positions)?;
     let baseline = experiment::baseline(&budget_cfg, &budget_prep, &dir, obs)?;
     let finetuned = experiment::finetune(&budget_cfg, &budget_prep, on.encoder, &dir, obs)?;
     crate::report::write_report(&budget_cfg, &budget_prep, &dir)?;
