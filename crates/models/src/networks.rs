@@ -225,7 +225,7 @@ impl ProjectionHead {
                 vec![w],
                 from * w + w,
             ));
-            if let Some(_bn) = self.norms.get(i) {
+            if i < self.norms.len() {
                 // Keras counts all four vectors: scale, offset, moving mean and variance.
                 rows.push(SummaryRow::new(
                     format!("bn{} (BatchNormalization)", i + 1),

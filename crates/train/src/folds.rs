@@ -60,6 +60,11 @@ pub fn mean_std(values: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
+/// Mean and standard deviation over `rows` of each method, in [`METHODS`] order.
+pub fn summary(rows: &[FoldRow]) -> [(f64, f64); 3] {
+    [0, 1, 2].map(|i| mean_std(&rows.iter().map(|r| r.scores()[i]).collect::<Vec<_>>()))
+}
+
 /// Runs the protocol for the encoder in `encoder` into `out`: `fold-<k>/` run folders of the
 /// fine-tunings, `folds.csv`, `folds.json` and `report.md`.
 pub fn run(
@@ -164,12 +169,8 @@ pub fn markdown(rows: &[FoldRow], encoder: &Path) -> String {
         let cells = r.scores().map(percent);
         let _ = writeln!(md, "| {} | {} | {} |", r.fold, r.labels, cells.join(" | "));
     }
-    let summary: Vec<String> = (0..METHODS.len())
-        .map(|i| {
-            let (mean, std) = mean_std(&rows.iter().map(|r| r.scores()[i]).collect::<Vec<_>>());
-            format!("{:.2} ± {:.2}%", mean * 100.0, std * 100.0)
-        })
-        .collect();
+    let summary =
+        summary(rows).map(|(mean, std)| format!("{:.2} ± {:.2}%", mean * 100.0, std * 100.0));
     let _ = writeln!(md, "| mean ± std | | {} |", summary.join(" | "));
     md
 }

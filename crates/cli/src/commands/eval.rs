@@ -83,9 +83,8 @@ pub fn folds(
             r.knn * 100.0
         );
     }
-    for (i, (_, label)) in train::folds::METHODS.iter().enumerate() {
-        let scores: Vec<f64> = rows.iter().map(|r| r.scores()[i]).collect();
-        let (mean, std) = train::folds::mean_std(&scores);
+    let summary = train::folds::summary(&rows);
+    for ((_, label), (mean, std)) in train::folds::METHODS.iter().zip(summary) {
         println!("{label}: {:.2} ± {:.2}%", mean * 100.0, std * 100.0);
     }
     Ok(())
