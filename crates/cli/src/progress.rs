@@ -111,7 +111,7 @@ impl stl10_data::download::Progress for Transfer {
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
         bar.set_length(total.unwrap_or(0));
         bar.set_position(done);
-        let template = "{bytes}/{total_bytes} {wide_bar} {bytes_per_sec} {eta}";
+        let template = "{bytes}/{total_bytes} {wide_bar} {bytes_per_sec} {eta} {msg}";
         if let Ok(style) = ProgressStyle::with_template(template) {
             bar.set_style(style);
         }
