@@ -1,4 +1,5 @@
-//! Keras's default initialisation: Glorot-uniform kernels and zero biases.
+//! Keras's default initialisation (Glorot-uniform kernels, zero biases) and PyTorch's BatchNorm
+//! (scale 1, offset 0, momentum 0.1, epsilon 1e-5; tch's default scale is uniform in [0, 1]).
 
 use tch::nn;
 
@@ -32,4 +33,22 @@ pub fn conv(p: nn::Path, inputs: i64, outputs: i64, k: i64, stride: i64) -> nn::
         ..Default::default()
     };
     nn::conv2d(p, inputs, outputs, k, cfg)
+}
+
+fn batch_norm_config() -> nn::BatchNormConfig {
+    nn::BatchNormConfig {
+        ws_init: nn::Init::Const(1.0),
+        bs_init: nn::Init::Const(0.0),
+        ..Default::default()
+    }
+}
+
+/// `BatchNorm1d(features)` as PyTorch initialises it.
+pub fn batch_norm1d(p: nn::Path, features: i64) -> nn::BatchNorm {
+    nn::batch_norm1d(p, features, batch_norm_config())
+}
+
+/// `BatchNorm2d(channels)` as PyTorch initialises it.
+pub fn batch_norm2d(p: nn::Path, channels: i64) -> nn::BatchNorm {
+    nn::batch_norm2d(p, channels, batch_norm_config())
 }

@@ -1,6 +1,7 @@
 //! The networks of the Keras SimCLR example on `tch`: [`Encoder`] (4 x Conv2D(3x3, stride 2,
-//! valid, ReLU), flatten, Dense + ReLU), [`ProjectionHead`], [`LinearProbe`] and [`Classifier`],
-//! initialised as Keras does (Glorot-uniform kernels, zero biases), with parameter counts equal
+//! valid, ReLU), flatten, Dense + ReLU, or ResNet-18 as [`Architecture`] says),
+//! [`ProjectionHead`], [`LinearProbe`] and [`Classifier`], initialised as Keras does
+//! (Glorot-uniform kernels, zero biases; ResNet-18 as torchvision), with parameter counts equal
 //! to Keras's and a Keras-style [`Summary`].
 //!
 //! Variables live under stable prefixes (`encoder.*`, `projection_head.*`, `linear_probe.*`,
@@ -18,10 +19,14 @@
 
 mod init;
 mod networks;
+mod resnet;
 mod summary;
 
 pub use accel::MemoryFormat;
-pub use networks::{Classifier, Encoder, EncoderConfig, HeadConfig, LinearProbe, ProjectionHead};
+pub use networks::{
+    Architecture, Classifier, Encoder, EncoderConfig, HeadConfig, LinearProbe, ProjectionHead,
+};
+pub use resnet::CIFAR_STEM_MAX;
 pub use summary::{Summary, SummaryRow};
 
 /// A model that cannot be built as configured.

@@ -6,7 +6,8 @@ use tch::Tensor;
 use tch::nn::{self, Module, ModuleT};
 
 use crate::ModelError;
-use crate::init::{conv, dense};
+use crate::init::{batch_norm1d, conv, dense};
+use crate::resnet::{self, ResNet18};
 use crate::summary::{Summary, SummaryRow};
 
 const CONVS: usize = 4;
@@ -19,10 +20,27 @@ fn conv_out(size: i64) -> Option<i64> {
     (size >= KERNEL).then(|| (size - KERNEL) / STRIDE + 1)
 }
 
-/// The `[encoder]` shape: the Keras example's `width = 128` on 96x96 inputs.
+/// Which network encodes the images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
+pub enum Architecture {
+    /// The Keras example's 4 x Conv2D(width, 3x3, stride 2) + Dense(width).
+    #[default]
+    Keras,
+    /// ResNet-18 without its fc layer (512 features), with the CIFAR stem for inputs of at most
+    /// 64 pixels and the ImageNet stem above.
+    Resnet18,
+}
+
+/// The encoder's shape: by default the Keras example's `width = 128` on 96x96 inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EncoderConfig {
-    /// Filters of every convolution and units of the dense layer.
+    pub arch: Architecture,
+    /// Filters of every convolution and units of the dense layer (Keras encoder only).
     pub width: i64,
     /// Side of the square input images.
     pub image_size: i64,
@@ -31,6 +49,7 @@ pub struct EncoderConfig {
 impl Default for EncoderConfig {
     fn default() -> Self {
         EncoderConfig {
+            arch: Architecture::Keras,
             width: 128,
             image_size: 96,
         }
@@ -38,7 +57,7 @@ impl Default for EncoderConfig {
 }
 
 impl EncoderConfig {
-    /// The sides after each convolution (96 -> 47, 23, 11, 5).
+    /// The Keras encoder's sides after each convolution (96 -> 47, 23, 11, 5).
     pub fn conv_sides(&self) -> Result<[i64; CONVS], ModelError> {
         if self.width < 1 {
             return Err(ModelError::Zero {
@@ -57,6 +76,14 @@ impl EncoderConfig {
         }
         Ok(sides)
     }
+
+    /// Features per image: `width` for the Keras encoder, 512 for ResNet-18.
+    pub fn output_dim(&self) -> i64 {
+        match self.arch {
+            Architecture::Keras => self.width,
+            Architecture::Resnet18 => resnet::FEATURES,
+        }
+    }
 }
 
 /// The smallest input side four valid stride-2 convolutions accept (31).
@@ -64,36 +91,64 @@ fn min_input_size() -> i64 {
     (0..CONVS).fold(1, |s, _| (s - 1) * STRIDE + KERNEL)
 }
 
-/// 4 x Conv2D(width, 3x3, stride 2, valid, ReLU), flatten, Dense(width, ReLU).
-///
-/// # Shapes
-/// input `[N, 3, S, S]` float in [0, 1], NCHW or channels-last; output `[N, width]`. The
-/// flatten runs in Keras's NHWC order (the dense kernel's rows are position-major, as in
-/// Keras), which is a free view of a channels-last activation, so the gradient flowing back
-/// into the last convolution keeps the activation's layout.
+/// The Keras example's convolutions and dense layer.
 #[derive(Debug)]
-pub struct Encoder {
+struct KerasConvs {
     convs: Vec<nn::Conv2D>,
     dense: nn::Linear,
+}
+
+#[derive(Debug)]
+enum Body {
+    Keras(KerasConvs),
+    Resnet18(ResNet18),
+}
+
+/// The image encoder [`EncoderConfig::arch`] names.
+///
+/// - Keras: 4 x Conv2D(width, 3x3, stride 2, valid, ReLU), flatten, Dense(width, ReLU). The
+///   flatten runs in Keras's NHWC order (the dense kernel's rows are position-major, as in
+///   Keras), which is a free view of a channels-last activation, so the gradient flowing back
+///   into the last convolution keeps the activation's layout.
+/// - ResNet-18: see [`Architecture::Resnet18`]; its BatchNorms use batch statistics (and update
+///   their running ones) with `train = true`, the running statistics with `train = false`.
+///
+/// # Shapes
+/// input `[N, 3, S, S]` float in [0, 1], NCHW or channels-last; output `[N, output_dim]`.
+#[derive(Debug)]
+pub struct Encoder {
+    body: Body,
     config: EncoderConfig,
 }
 
 impl Encoder {
-    /// Builds the encoder's variables under `p` (`p/conv1` .. `p/conv4`, `p/dense`).
+    /// Builds the encoder's variables under `p` (Keras: `p/conv1` .. `p/conv4`, `p/dense`;
+    /// ResNet-18: torchvision's names).
     pub fn new(p: &nn::Path, config: &EncoderConfig) -> Result<Self, ModelError> {
-        let sides = config.conv_sides()?;
-        let w = config.width;
-        let convs = (0..CONVS)
-            .map(|i| {
-                let inputs = if i == 0 { CHANNELS } else { w };
-                conv(p / format!("conv{}", i + 1), inputs, w, KERNEL, STRIDE)
-            })
-            .collect();
-        let last = sides[CONVS - 1];
-        let dense = dense(p / "dense", w * last * last, w);
+        if config.image_size < 1 {
+            return Err(ModelError::Zero {
+                what: "image_size",
+                value: config.image_size,
+            });
+        }
+        let body = match config.arch {
+            Architecture::Keras => {
+                let sides = config.conv_sides()?;
+                let w = config.width;
+                let convs = (0..CONVS)
+                    .map(|i| {
+                        let inputs = if i == 0 { CHANNELS } else { w };
+                        conv(p / format!("conv{}", i + 1), inputs, w, KERNEL, STRIDE)
+                    })
+                    .collect();
+                let last = sides[CONVS - 1];
+                let dense = dense(p / "dense", w * last * last, w);
+                Body::Keras(KerasConvs { convs, dense })
+            }
+            Architecture::Resnet18 => Body::Resnet18(ResNet18::new(p, config.image_size)),
+        };
         Ok(Encoder {
-            convs,
-            dense,
+            body,
             config: *config,
         })
     }
@@ -104,11 +159,26 @@ impl Encoder {
 
     /// Features per image.
     pub fn output_dim(&self) -> i64 {
-        self.config.width
+        self.config.output_dim()
+    }
+
+    /// Whether BatchNorm makes each image's features depend on the rest of the batch in
+    /// training mode (ResNet-18).
+    pub fn has_batch_norm(&self) -> bool {
+        matches!(self.body, Body::Resnet18(_))
     }
 
     /// The Keras-style summary of this encoder.
     pub fn summary(&self) -> Summary {
+        let s = self.config.image_size;
+        let rows = match &self.body {
+            Body::Keras(_) => self.keras_rows(),
+            Body::Resnet18(r) => r.rows(),
+        };
+        Summary::new("encoder", vec![s, s, CHANNELS], rows)
+    }
+
+    fn keras_rows(&self) -> Vec<SummaryRow> {
         let w = self.config.width;
         let sides = self.config.conv_sides().expect("checked at construction");
         let mut rows = Vec::new();
@@ -124,21 +194,42 @@ impl Encoder {
         let flat = w * sides[CONVS - 1] * sides[CONVS - 1];
         rows.push(SummaryRow::new("flatten (Flatten)", vec![flat], 0));
         rows.push(SummaryRow::new("dense (Dense)", vec![w], flat * w + w));
-        let s = self.config.image_size;
-        Summary::new("encoder", vec![s, s, CHANNELS], rows)
+        rows
+    }
+
+    /// Re-lays the convolution kernels out in `format`, in place (values unchanged). With
+    /// channels-last kernels and inputs, libtorch's oneDNN and cuDNN convolutions keep that
+    /// format through the network, forward and backward, and the optimizer's moments (created
+    /// like the weights) follow it.
+    pub fn set_memory_format(&self, format: MemoryFormat) {
+        let kernels: Vec<&Tensor> = match &self.body {
+            Body::Keras(k) => k.convs.iter().map(|c| &c.ws).collect(),
+            Body::Resnet18(r) => r.kernels(),
+        };
+        tch::no_grad(|| {
+            for ws in kernels {
+                let mut w = ws.shallow_clone();
+                w.set_data(&format.apply(ws));
+            }
+        });
     }
 }
 
 impl ModuleT for Encoder {
-    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
-        let x = self
-            .convs
-            .iter()
-            .fold(xs.shallow_clone(), |x, c| x.apply(c).relu());
-        x.permute([0, 2, 3, 1])
-            .flatten(1, -1)
-            .apply(&self.dense)
-            .relu()
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        match &self.body {
+            Body::Keras(k) => {
+                let x = k
+                    .convs
+                    .iter()
+                    .fold(xs.shallow_clone(), |x, c| x.apply(c).relu());
+                x.permute([0, 2, 3, 1])
+                    .flatten(1, -1)
+                    .apply(&k.dense)
+                    .relu()
+            }
+            Body::Resnet18(r) => r.forward_t(xs, train),
+        }
     }
 }
 
@@ -198,7 +289,7 @@ impl ProjectionHead {
             .collect();
         let norms = match cfg.batch_norm {
             true => (1..cfg.layers)
-                .map(|i| nn::batch_norm1d(p / format!("bn{i}"), w, Default::default()))
+                .map(|i| batch_norm1d(p / format!("bn{i}"), w))
                 .collect(),
             false => Vec::new(),
         };
@@ -227,11 +318,10 @@ impl ProjectionHead {
             ));
             if i < self.norms.len() {
                 // Keras counts all four vectors: scale, offset, moving mean and variance.
-                rows.push(SummaryRow::new(
-                    format!("bn{} (BatchNormalization)", i + 1),
-                    vec![w],
-                    4 * w,
-                ));
+                rows.push(
+                    SummaryRow::new(format!("bn{} (BatchNormalization)", i + 1), vec![w], 4 * w)
+                        .with_non_trainable(2 * w),
+                );
             }
         }
         Summary::new("projection_head", vec![inputs], rows)
@@ -307,7 +397,7 @@ impl Classifier {
             });
         }
         let encoder = Encoder::new(&(root / "encoder"), config)?;
-        let head = dense(root / "classifier" / "dense", config.width, classes);
+        let head = dense(root / "classifier" / "dense", config.output_dim(), classes);
         Ok(Classifier { encoder, head })
     }
 
@@ -328,20 +418,5 @@ impl Classifier {
 impl ModuleT for Classifier {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         self.encoder.forward_t(xs, train).apply(&self.head)
-    }
-}
-
-impl Encoder {
-    /// Re-lays the convolution kernels out in `format`, in place (values unchanged). With
-    /// channels-last kernels and inputs, libtorch's oneDNN and cuDNN convolutions keep that
-    /// format through the network, forward and backward, and Adam's moments (created like the
-    /// weights) follow it.
-    pub fn set_memory_format(&self, format: MemoryFormat) {
-        tch::no_grad(|| {
-            for c in &self.convs {
-                let mut ws = c.ws.shallow_clone();
-                ws.set_data(&format.apply(&c.ws));
-            }
-        });
     }
 }

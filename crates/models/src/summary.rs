@@ -7,7 +7,10 @@ use std::fmt;
 pub struct SummaryRow {
     pub layer: String,
     pub output_shape: Vec<i64>,
+    /// All parameters, Keras-style: BatchNorm's moving mean and variance count too.
     pub params: i64,
+    /// Of `params`, those no optimizer trains (BatchNorm's moving statistics).
+    pub non_trainable: i64,
 }
 
 impl SummaryRow {
@@ -16,7 +19,14 @@ impl SummaryRow {
             layer: layer.into(),
             output_shape,
             params,
+            non_trainable: 0,
         }
+    }
+
+    /// The row with `n` of its parameters non-trainable.
+    pub fn with_non_trainable(mut self, n: i64) -> Self {
+        self.non_trainable = n;
+        self
     }
 }
 
@@ -38,9 +48,19 @@ impl Summary {
         }
     }
 
-    /// Every parameter (all are trainable: the models have no frozen statistics).
+    /// Every parameter, BatchNorm's moving statistics included (as Keras counts them).
     pub fn total_params(&self) -> i64 {
         self.rows.iter().map(|r| r.params).sum()
+    }
+
+    /// The parameters no optimizer trains (BatchNorm's moving statistics).
+    pub fn non_trainable_params(&self) -> i64 {
+        self.rows.iter().map(|r| r.non_trainable).sum()
+    }
+
+    /// The parameters an optimizer trains.
+    pub fn trainable_params(&self) -> i64 {
+        self.total_params() - self.non_trainable_params()
     }
 }
 
@@ -91,9 +111,16 @@ impl fmt::Display for Summary {
             )?;
         }
         writeln!(f, "└{rule}┘")?;
-        let total = self.total_params();
-        writeln!(f, " Total params: {}", thousands(total))?;
-        writeln!(f, " Trainable params: {}", thousands(total))?;
-        writeln!(f, " Non-trainable params: 0")
+        writeln!(f, " Total params: {}", thousands(self.total_params()))?;
+        writeln!(
+            f,
+            " Trainable params: {}",
+            thousands(self.trainable_params())
+        )?;
+        writeln!(
+            f,
+            " Non-trainable params: {}",
+            thousands(self.non_trainable_params())
+        )
     }
 }

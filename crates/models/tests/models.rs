@@ -1,6 +1,6 @@
 use models::{
-    Classifier, Encoder, EncoderConfig, HeadConfig, LinearProbe, MemoryFormat, ModelError,
-    ProjectionHead,
+    Architecture, Classifier, Encoder, EncoderConfig, HeadConfig, LinearProbe, MemoryFormat,
+    ModelError, ProjectionHead,
 };
 use tch::nn::{self, Module, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
@@ -77,6 +77,7 @@ fn input_size_sets_the_flattened_size_and_too_small_is_an_error() {
     let cfg = EncoderConfig {
         image_size: 32,
         width: 16,
+        ..Default::default()
     };
     let e = Encoder::new(&vs.root(), &cfg).unwrap();
     assert_eq!(cfg.conv_sides().unwrap(), [15, 7, 3, 1]);
@@ -95,6 +96,7 @@ fn input_size_sets_the_flattened_size_and_too_small_is_an_error() {
         &EncoderConfig {
             image_size: 30,
             width: 8,
+            ..Default::default()
         },
     )
     .unwrap_err();
@@ -105,7 +107,8 @@ fn input_size_sets_the_flattened_size_and_too_small_is_an_error() {
             &vs.root(),
             &EncoderConfig {
                 image_size: 31,
-                width: 8
+                width: 8,
+                ..Default::default()
             }
         )
         .is_ok()
@@ -177,6 +180,7 @@ fn a_saved_encoder_loads_into_a_classifier() {
     let cfg = EncoderConfig {
         image_size: 32,
         width: 8,
+        ..Default::default()
     };
     let src = nn::VarStore::new(Device::Cpu);
     let enc = Encoder::new(&(src.root() / "encoder"), &cfg).unwrap();
@@ -217,6 +221,7 @@ fn channels_last_gives_the_same_features_and_gradients_in_its_own_layout() {
         &EncoderConfig {
             image_size: 40,
             width: 8,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -258,6 +263,7 @@ fn a_classifier_fits_a_tiny_problem() {
         &EncoderConfig {
             image_size: 32,
             width: 16,
+            ..Default::default()
         },
         2,
     )
@@ -363,4 +369,195 @@ fn a_deeper_head_with_batch_norm_has_keras_counts_names_and_train_and_eval_modes
     let zero = HeadConfig { layers: 0, ..cfg };
     let vs = nn::VarStore::new(Device::Cpu);
     assert!(ProjectionHead::new(&vs.root(), 8, &zero).is_err());
+}
+
+fn resnet(image_size: i64) -> EncoderConfig {
+    EncoderConfig {
+        arch: Architecture::Resnet18,
+        image_size,
+        ..Default::default()
+    }
+}
+
+/// BatchNorm channels of ResNet-18: the stem's 64, four per stage and one per projection
+/// shortcut (stages 2-4).
+const RESNET18_BN_CHANNELS: i64 = 64 + 4 * 64 + 5 * 128 + 5 * 256 + 5 * 512;
+
+#[test]
+fn resnet18_has_torchvisions_parameter_counts_for_both_stems() {
+    // torchvision's resnet18 has 11,689,512 parameters; without fc (512 x 1000 + 1000) that is
+    // 11,176,512. The CIFAR stem's 3x3 kernels replace 7x7 ones: 3 x 64 x (49 - 9) fewer.
+    for (size, params) in [(32, 11_168_832), (96, 11_176_512)] {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let e = Encoder::new(&(vs.root() / "encoder"), &resnet(size)).unwrap();
+        assert_eq!(numel(&vs), params, "{size}px");
+        assert_eq!(
+            params - 11_176_512,
+            if size == 32 { -3 * 64 * 40 } else { 0 }
+        );
+        let summary = e.summary();
+        assert_eq!(summary.trainable_params(), params);
+        assert_eq!(summary.non_trainable_params(), 2 * RESNET18_BN_CHANNELS);
+        let all: i64 = vs.variables().values().map(|t| t.numel() as i64).sum();
+        assert_eq!(summary.total_params(), all);
+        assert_eq!(e.output_dim(), 512);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let clf = Classifier::new(&vs.root(), &resnet(size), 10).unwrap();
+        assert_eq!(numel(&vs), params + 512 * 10 + 10);
+        assert_eq!(clf.summary().trainable_params(), params + 5_130);
+    }
+}
+
+#[test]
+fn resnet18_summary_shows_each_stem_and_the_stage_sides() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let cifar = Encoder::new(&vs.root(), &resnet(32))
+        .unwrap()
+        .summary()
+        .to_string();
+    for want in [
+        "(None, 32, 32, 64)",
+        "layer2 (2 x BasicBlock)",
+        "(None, 16, 16, 128)",
+        "(None, 4, 4, 512)",
+        "(None, 512)",
+        "Trainable params: 11,168,832",
+        "Non-trainable params: 9,600",
+    ] {
+        assert!(cifar.contains(want), "{want}: {cifar}");
+    }
+    assert!(!cifar.contains("MaxPooling2D"), "{cifar}");
+    let vs = nn::VarStore::new(Device::Cpu);
+    let imagenet = Encoder::new(&vs.root(), &resnet(96))
+        .unwrap()
+        .summary()
+        .to_string();
+    // 96 -> conv 48 -> pool 24 -> 24, 12, 6, 3.
+    for want in [
+        "(None, 48, 48, 64)",
+        "MaxPooling2D",
+        "(None, 24, 24, 64)",
+        "(None, 3, 3, 512)",
+    ] {
+        assert!(imagenet.contains(want), "{want}: {imagenet}");
+    }
+}
+
+#[test]
+fn resnet18_variables_have_torchvisions_names_and_initialisation() {
+    tch::manual_seed(11);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _e = Encoder::new(&(vs.root() / "encoder"), &resnet(32)).unwrap();
+    let vars = vs.variables();
+    for name in [
+        "encoder.conv1.weight",
+        "encoder.bn1.running_var",
+        "encoder.layer1.1.conv2.weight",
+        "encoder.layer2.0.downsample.0.weight",
+        "encoder.layer2.0.downsample.1.running_mean",
+        "encoder.layer4.1.bn2.bias",
+    ] {
+        assert!(vars.contains_key(name), "{name}");
+    }
+    assert!(!vars.contains_key("encoder.layer1.0.downsample.0.weight"));
+    assert!(
+        !vars.contains_key("encoder.conv1.bias"),
+        "convolutions have no bias"
+    );
+    assert!(!vars.keys().any(|k| k.contains("fc")));
+    // Kaiming normal, fan-out, ReLU gain: std = sqrt(2 / (out * k * k)).
+    for (name, fan_out) in [
+        ("encoder.layer4.0.conv1.weight", 512.0 * 9.0),
+        ("encoder.layer3.0.downsample.0.weight", 256.0),
+    ] {
+        let std = vars[name].std(false).double_value(&[]);
+        let want = (2.0f64 / fan_out).sqrt();
+        assert!((std / want - 1.0).abs() < 0.02, "{name}: {std} vs {want}");
+        assert!(vars[name].mean(Kind::Float).double_value(&[]).abs() < want * 0.01);
+    }
+    // BatchNorm as PyTorch initialises it: scale 1, offset 0, running mean 0 and variance 1.
+    for (suffix, value) in [
+        ("weight", 1.0),
+        ("bias", 0.0),
+        ("running_mean", 0.0),
+        ("running_var", 1.0),
+    ] {
+        let t = &vars[&format!("encoder.layer3.1.bn1.{suffix}")];
+        assert_eq!(t.size(), [256]);
+        assert!((t - value).abs().max().double_value(&[]) == 0.0, "{suffix}");
+    }
+}
+
+#[test]
+fn resnet18_batch_norm_uses_batch_statistics_in_training_and_running_ones_in_inference() {
+    tch::manual_seed(12);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let e = Encoder::new(&(vs.root() / "encoder"), &resnet(16)).unwrap();
+    assert!(e.has_batch_norm());
+    let x = Tensor::rand([6, 3, 16, 16], (Kind::Float, Device::Cpu));
+    let first = |t: Tensor| t.narrow(0, 0, 2);
+    let running = || vs.variables()["encoder.layer2.0.bn1.running_mean"].copy();
+    // Inference: each image on its own, the running statistics untouched.
+    let before = running();
+    let all = tch::no_grad(|| e.forward_t(&x, false));
+    let two = tch::no_grad(|| e.forward_t(&x.narrow(0, 0, 2), false));
+    assert!((first(all) - &two).abs().max().double_value(&[]) < 1e-5);
+    assert!(running().equal(&before));
+    // Training: the batch normalises each image (the first two change with their company), and
+    // the running statistics move by PyTorch's momentum 0.1.
+    let all = e.forward_t(&x, true);
+    let alone = e.forward_t(&x.narrow(0, 0, 2), true);
+    assert!((first(all) - &alone).abs().max().double_value(&[]) > 1e-3);
+    assert!(!running().equal(&before));
+    // The stem's BatchNorm after one more training pass: 0.9 old + 0.1 batch mean of conv1.
+    let stem_before = vs.variables()["encoder.bn1.running_mean"].copy();
+    let conv1 = x.conv2d(
+        &vs.variables()["encoder.conv1.weight"],
+        None::<Tensor>,
+        [1, 1],
+        [1, 1],
+        [1, 1],
+        1,
+    );
+    let batch_mean = conv1.mean_dim([0i64, 2, 3].as_slice(), false, Kind::Float);
+    let _ = e.forward_t(&x, true);
+    let want = stem_before * 0.9 + batch_mean * 0.1;
+    let got = vs.variables()["encoder.bn1.running_mean"].copy();
+    assert!((got - want).abs().max().double_value(&[]) < 1e-5);
+}
+
+#[test]
+fn resnet18_channels_last_gives_the_same_features_and_gradients() {
+    // In float64: in float32 the stem's gradients already differ by 0.3% between two layouts
+    // (BatchNorm's backward subtracts batch means, which amplifies rounding), in float64 by 1e-13.
+    tch::manual_seed(13);
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let e = Encoder::new(&vs.root(), &resnet(16)).unwrap();
+    vs.double();
+    let x = Tensor::rand([4, 3, 16, 16], (Kind::Double, Device::Cpu));
+    let (before, grads_before) = features_and_grads(&vs, &e, &x);
+    e.set_memory_format(MemoryFormat::ChannelsLast);
+    let (after, grads_after) = features_and_grads(&vs, &e, &MemoryFormat::ChannelsLast.apply(&x));
+    assert_eq!(before.size(), [4, 512]);
+    assert!((before - after).abs().max().double_value(&[]) < 1e-10);
+    let kernels = vs.variables().values().filter(|v| v.dim() == 4).count();
+    // conv1, 16 block convolutions and 3 shortcut projections.
+    assert_eq!(kernels, 20);
+    let mut compared = 0;
+    for (a, b) in grads_before.iter().zip(&grads_after) {
+        if !a.defined() {
+            continue; // running statistics have no gradient
+        }
+        let rel = (a - b).norm().double_value(&[]) / a.norm().double_value(&[]).max(1e-12);
+        assert!(rel < 1e-9, "{rel} {:?}", a.size());
+        compared += 1;
+    }
+    // 20 kernels and the scale and offset of 20 BatchNorms.
+    assert_eq!(compared, 60);
+    for (name, v) in vs.variables() {
+        // A 1x1 kernel's memory is the same in both formats.
+        if v.dim() == 4 && v.size()[2] > 1 {
+            assert_eq!(MemoryFormat::of(&v), MemoryFormat::ChannelsLast, "{name}");
+        }
+    }
 }

@@ -57,7 +57,8 @@ macro_rules! spelled_by_serde {
 spelled_by_serde!(DeviceChoice, PrecisionChoice);
 
 /// The `[runtime]` table: where and how the steps run. None of these keys changes the model or
-/// the data a run sees; `precision` and `encoder_chunk` change rounding only.
+/// the data a run sees; `precision` and `encoder_chunk` change rounding only (except that slices
+/// of an encoder with BatchNorm normalise by their own statistics).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeConfig {
@@ -71,7 +72,9 @@ pub struct RuntimeConfig {
     /// Most views per encoder forward in the pretraining step (the views are split evenly):
     /// the contrastive loss needs all projections at once, the encoder does not, and on a CPU
     /// slices that fit the caches run faster than one 1,050-view batch. None: on the CPU 176
-    /// views of 96x96 (as many pixels for other sizes), on CUDA the whole batch.
+    /// views of 96x96 (as many pixels for other sizes), on CUDA the whole batch; with the
+    /// `resnet18` encoder the whole batch everywhere, so its BatchNorm sees every view (a set
+    /// value slices it, and each slice then uses its own batch statistics).
     pub encoder_chunk: Option<usize>,
     /// Steps between reads of the running metrics from the device (progress bar, non-finite
     /// check); each read waits for the device, so a step itself never does.
@@ -118,7 +121,11 @@ impl Default for AugmentTable {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
-    /// Filters per convolution, units of the dense layers and projection size (`width = 128`).
+    /// `keras` (the example's 4 convolutions and a dense layer) or `resnet18` (512 features;
+    /// CIFAR stem up to 64 pixels, ImageNet stem above).
+    pub encoder: models::Architecture,
+    /// Filters per convolution and units of the Keras encoder's dense layer (`width = 128`),
+    /// and the projection size when `projection_width` is unset (for either encoder).
     pub width: i64,
     /// Convolutions, their weights, gradients, Adam moments and the augmenter's output in
     /// channels-last memory format (same values; faster with oneDNN and cuDNN, see README).
@@ -134,6 +141,7 @@ pub struct ModelConfig {
 impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
+            encoder: models::Architecture::Keras,
             width: 128,
             channels_last: true,
             projection_layers: 2,
@@ -562,9 +570,10 @@ impl Config {
         keys
     }
 
-    /// The encoder's shape: `model.width` at `data.image_size`.
+    /// The encoder's shape: `model.encoder` (of `model.width`) at `data.image_size`.
     pub fn encoder_config(&self) -> models::EncoderConfig {
         models::EncoderConfig {
+            arch: self.model.encoder,
             width: self.model.width,
             image_size: self.data.image_size as i64,
         }

@@ -124,7 +124,7 @@ impl FrozenEncoder {
         let mut vs = nn::VarStore::new(compute.device);
         let enc_cfg = cfg.encoder_config();
         let encoder = Encoder::new(&(vs.root() / "encoder"), &enc_cfg)?;
-        let w = cfg.model.width;
+        let w = enc_cfg.output_dim();
         let head = head
             .map(|h| -> Result<ProjectionHead> {
                 let p =

@@ -66,9 +66,13 @@ pub struct Compute {
 impl Compute {
     pub fn new(cfg: &Config, device: Device) -> Self {
         let side = cfg.data.image_size.max(1);
+        // An encoder with BatchNorm keeps the whole batch's statistics unless slices are asked
+        // for (then each slice normalises by its own, as data-parallel SimCLR without
+        // synchronised BatchNorm does).
+        let batch_norm = cfg.model.encoder != models::Architecture::Keras;
         let encoder_chunk = match (cfg.runtime.encoder_chunk, device) {
             (Some(n), _) => Some(n),
-            (None, Device::Cpu) => Some((CPU_ENCODER_PIXELS / (side * side)).max(1)),
+            (None, Device::Cpu) if !batch_norm => Some((CPU_ENCODER_PIXELS / (side * side)).max(1)),
             (None, _) => None,
         };
         Compute {

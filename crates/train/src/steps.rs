@@ -158,7 +158,7 @@ impl ContrastiveModel {
         let probe_vs = nn::VarStore::new(device);
         let enc_cfg = cfg.encoder_config();
         let encoder = Encoder::new(&(vs.root() / "encoder"), &enc_cfg)?;
-        let w = cfg.model.width;
+        let w = enc_cfg.output_dim();
         let projection_head =
             ProjectionHead::new(&(vs.root() / "projection_head"), w, &cfg.head_config())?;
         let linear_probe = LinearProbe::new(&(probe_vs.root() / "linear_probe"), w, classes);
