@@ -101,7 +101,7 @@ struct KerasConvs {
 #[derive(Debug)]
 enum Body {
     Keras(KerasConvs),
-    Resnet18(ResNet18),
+    Resnet18(Box<ResNet18>),
 }
 
 /// The image encoder [`EncoderConfig::arch`] names.
@@ -145,7 +145,7 @@ impl Encoder {
                 let dense = dense(p / "dense", w * last * last, w);
                 Body::Keras(KerasConvs { convs, dense })
             }
-            Architecture::Resnet18 => Body::Resnet18(ResNet18::new(p, config.image_size)),
+            Architecture::Resnet18 => Body::Resnet18(Box::new(ResNet18::new(p, config.image_size))),
         };
         Ok(Encoder {
             body,

@@ -179,30 +179,103 @@ pub enum AdamRule {
     Pytorch,
 }
 
-/// Adam's settings; defaults are Keras's `Adam()`.
+/// Which update rule an optimizer applies (see `optim`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// Adam (the example's), with decoupled weight decay.
+    #[default]
+    Adam,
+    /// SGD with momentum (PyTorch's `torch.optim.SGD`), weight decay added to the gradient.
+    Sgd,
+    /// LARS: SGD with momentum whose update of each variable is scaled by the trust ratio
+    /// `trust_coefficient * |w| / |g + wd w|` (You et al. 2017; SimCLR's optimizer).
+    Lars,
+}
+
+/// How the learning rate moves over a run's steps (after any warm-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// The same rate every step (the example's).
+    #[default]
+    Constant,
+    /// Half a cosine from the rate down to 0 at the run's last step.
+    Cosine,
+}
+
+/// How the learning rate follows the batch size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LrScaling {
+    /// `learning_rate` as written.
+    #[default]
+    None,
+    /// `learning_rate * batch / 256` (Goyal et al.; SimCLR with LARS: 0.3 x B / 256).
+    Linear,
+    /// `learning_rate * sqrt(batch)` (SimCLR's small-batch rule: 0.075 x sqrt(B)).
+    Sqrt,
+}
+
+/// An optimizer's settings; defaults are Keras's `Adam()` at a constant rate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OptimizerConfig {
+    /// `adam`, `sgd` or `lars`.
+    pub kind: OptimizerKind,
+    /// The peak rate, before `lr_scaling`.
     pub learning_rate: f64,
+    /// Adam's moment decays.
     pub beta1: f64,
     pub beta2: f64,
+    /// Adam's epsilon.
     pub epsilon: f64,
-    /// Decoupled weight decay (AdamW; Keras's `weight_decay`): `var -= lr * wd * var` per step.
+    /// Adam: decoupled (AdamW; Keras's `weight_decay`), `var -= lr * wd * var` per step. SGD and
+    /// LARS: L2, `wd * var` added to the gradient (PyTorch's `SGD`, SimCLR's LARS).
     pub weight_decay: f64,
     /// `keras` (the example's update) or `pytorch` (`torch.optim.Adam`/`AdamW`).
     pub rule: AdamRule,
+    /// SGD and LARS: the momentum of the velocity `v = momentum * v + g`.
+    pub momentum: f64,
+    /// LARS: `eta` of the trust ratio.
+    pub trust_coefficient: f64,
+    /// Leave one-dimensional variables (biases, BatchNorm scales and offsets) out of weight
+    /// decay and of LARS's adaptation; unset: yes for LARS, no otherwise (as the anchors do).
+    pub exclude_bias_and_norm: Option<bool>,
+    /// `constant` or `cosine` (to 0 at the run's last step).
+    pub schedule: LrSchedule,
+    /// Epochs of linear warm-up from 0 to the peak rate (fractions allowed), counted in steps.
+    pub warmup_epochs: f64,
+    /// `none`, `linear` (x batch / 256) or `sqrt` (x sqrt(batch)), with the run's images per
+    /// step (pretraining: `data.batch_size`; the probe and supervised runs: labeled images).
+    pub lr_scaling: LrScaling,
 }
 
 impl Default for OptimizerConfig {
     fn default() -> Self {
         OptimizerConfig {
+            kind: OptimizerKind::Adam,
             learning_rate: 1e-3,
             beta1: 0.9,
             beta2: 0.999,
             epsilon: 1e-7,
             weight_decay: 0.0,
             rule: AdamRule::Keras,
+            momentum: 0.9,
+            trust_coefficient: 1e-3,
+            exclude_bias_and_norm: None,
+            schedule: LrSchedule::Constant,
+            warmup_epochs: 0.0,
+            lr_scaling: LrScaling::None,
         }
+    }
+}
+
+impl OptimizerConfig {
+    /// Whether one-dimensional variables skip weight decay and adaptation.
+    pub fn excludes_bias_and_norm(&self) -> bool {
+        self.exclude_bias_and_norm
+            .unwrap_or(self.kind == OptimizerKind::Lars)
     }
 }
 
@@ -616,6 +689,24 @@ impl OptimizerConfig {
                 format!("must be >= 0, got {}", self.weight_decay),
             ));
         }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err((
+                "momentum",
+                format!("must be in [0, 1), got {}", self.momentum),
+            ));
+        }
+        if !(self.trust_coefficient.is_finite() && self.trust_coefficient > 0.0) {
+            return Err((
+                "trust_coefficient",
+                format!("must be > 0, got {}", self.trust_coefficient),
+            ));
+        }
+        if !(self.warmup_epochs.is_finite() && self.warmup_epochs >= 0.0) {
+            return Err((
+                "warmup_epochs",
+                format!("must be >= 0, got {}", self.warmup_epochs),
+            ));
+        }
         Ok(())
     }
 }
@@ -788,6 +879,18 @@ mod tests {
                 "pretrain.probe_optimizer.beta2=1",
                 "pretrain.probe_optimizer.beta2",
             ),
+            (
+                "pretrain.optimizer.momentum=1",
+                "pretrain.optimizer.momentum",
+            ),
+            (
+                "baseline.optimizer.trust_coefficient=0",
+                "baseline.optimizer.trust_coefficient",
+            ),
+            (
+                "pretrain.optimizer.warmup_epochs=-1",
+                "pretrain.optimizer.warmup_epochs",
+            ),
             ("model.width=0", "model.width"),
             ("model.projection_layers=0", "model.projection_layers"),
             ("model.projection_width=0", "model.projection_width"),
@@ -801,6 +904,20 @@ mod tests {
         ] {
             let err = Config::load(None, &[set.into()]).unwrap_err().to_string();
             assert!(err.starts_with(key), "{set}: {err}");
+        }
+        for (set, key) in [
+            (
+                "pretrain.optimizer.kind=\"adagrad\"",
+                "pretrain.optimizer.kind",
+            ),
+            (
+                "pretrain.optimizer.schedule=\"step\"",
+                "pretrain.optimizer.schedule",
+            ),
+            ("model.encoder=\"vit\"", "model.encoder"),
+        ] {
+            let err = Config::load(None, &[set.into()]).unwrap_err().to_string();
+            assert!(err.contains(key), "{set}: {err}");
         }
         let err = Config::load(None, &["loss.kind=cosine".into()])
             .unwrap_err()

@@ -139,6 +139,7 @@ pub(crate) fn fit<S: TrainStep>(
     obs: &mut dyn Observer,
 ) -> Result<History> {
     let mut pos = start;
+    model.plan_schedules(phase.loader, phase.feed, phase.epochs);
     // Asked to stop before anything ran (between two phases): nothing new to save.
     if obs.should_stop() && pos.epoch < phase.epochs {
         return Err(interrupted(phase, pos.epoch + 1, pos.step));

@@ -10,7 +10,7 @@ use tch::{Kind, Tensor};
 
 use crate::config::EvalConfig;
 use crate::error::{Result, TrainError};
-use crate::optim::Adam;
+use crate::optim::Optimizer;
 
 /// What a linear evaluation measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,7 +44,7 @@ pub fn evaluate(
     let vs = nn::VarStore::new(device);
     let probe = LinearProbe::new(&(vs.root() / "linear_probe"), train.size()[1], classes);
     drop(_init);
-    let mut adam = Adam::new("linear_optimizer", &vs, &cfg.linear_optimizer);
+    let mut adam = Optimizer::new("linear_optimizer", &vs, &cfg.linear_optimizer);
     let batch = cfg.linear_batch_size.min(n);
     let order_seed = seeds::seed(seed, seeds::Stream::LinearEval);
     let (mut pass, mut order, mut at) = (0u64, Vec::new(), n);

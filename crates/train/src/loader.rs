@@ -123,6 +123,16 @@ fn index_tensor(positions: impl IntoIterator<Item = usize>, device: Device) -> T
 }
 
 impl<'a> Loader<'a> {
+    /// Steps of every training epoch for `feed`, and the images of each step that count as its
+    /// batch size for `lr_scaling`: `(steps, all images, labeled images)`.
+    pub fn epoch_shape(&self, feed: Feed) -> (usize, usize, usize) {
+        let (u, l) = (self.plan.unlabeled_batch, self.plan.labeled_batch);
+        match feed {
+            Feed::Zipped => (self.plan.steps, u + l, l),
+            Feed::Labeled => (self.ds.train.len().div_ceil(l.max(1)), l, l),
+        }
+    }
+
     /// The batches of training epoch `epoch` (1-based) for `feed`, from step `start` (0-based;
     /// a resumed epoch skips the steps it has done, without gathering them). `steps()` still
     /// counts the whole epoch.

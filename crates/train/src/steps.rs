@@ -20,8 +20,8 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::init_guard::init_seed;
 use crate::knn::Knn;
-use crate::loader::{Batch, Loader};
-use crate::optim::Adam;
+use crate::loader::{Batch, Feed, Loader};
+use crate::optim::{Optimizer, RunLength};
 use crate::run::{KNN_METRIC, Run};
 use crate::runtime::Compute;
 use seeds::Stream;
@@ -60,6 +60,10 @@ pub trait TrainStep {
     }
 
     fn device(&self) -> Device;
+
+    /// Fits the optimizers' learning-rate schedules to a run of `epochs` epochs of `feed`'s
+    /// batches from `loader`. Nothing by default (a model without optimizers).
+    fn plan_schedules(&mut self, _loader: &Loader, _feed: Feed, _epochs: usize) {}
 
     /// Everything a resumed run needs of the model: weights and optimizer states as named
     /// tensors, and the augmenters' stream positions by name.
@@ -139,8 +143,8 @@ pub struct ContrastiveModel {
     pub encoder: Encoder,
     pub projection_head: ProjectionHead,
     pub linear_probe: LinearProbe,
-    pub contrastive_optimizer: Adam,
-    pub probe_optimizer: Adam,
+    pub contrastive_optimizer: Optimizer,
+    pub probe_optimizer: Optimizer,
     contrastive_augmenter: Augmenter,
     classification_augmenter: Augmenter,
     loss: ContrastiveLossKind,
@@ -170,8 +174,16 @@ impl ContrastiveModel {
                 .map(|a| a.with_format(compute.format))
         };
         Ok(ContrastiveModel {
-            contrastive_optimizer: Adam::new("contrastive_optimizer", &vs, &cfg.pretrain.optimizer),
-            probe_optimizer: Adam::new("probe_optimizer", &probe_vs, &cfg.pretrain.probe_optimizer),
+            contrastive_optimizer: Optimizer::new(
+                "contrastive_optimizer",
+                &vs,
+                &cfg.pretrain.optimizer,
+            ),
+            probe_optimizer: Optimizer::new(
+                "probe_optimizer",
+                &probe_vs,
+                &cfg.pretrain.probe_optimizer,
+            ),
             vs,
             probe_vs,
             encoder,
@@ -292,6 +304,18 @@ impl TrainStep for ContrastiveModel {
         self.compute.device
     }
 
+    /// The contrastive optimizer's batch is every image of a step, the probe's the labeled ones.
+    fn plan_schedules(&mut self, loader: &Loader, feed: Feed, epochs: usize) {
+        let (steps_per_epoch, all, labeled) = loader.epoch_shape(feed);
+        let run = |batch| RunLength {
+            steps_per_epoch,
+            epochs,
+            batch,
+        };
+        self.contrastive_optimizer.set_run(run(all));
+        self.probe_optimizer.set_run(run(labeled));
+    }
+
     fn snapshot(&self) -> Snapshot {
         let mut tensors = weights(&self.vs);
         tensors.extend(weights(&self.probe_vs));
@@ -336,7 +360,7 @@ pub struct SupervisedModel {
     /// `encoder.*` and `classifier.*`.
     pub vs: nn::VarStore,
     pub classifier: Classifier,
-    pub optimizer: Adam,
+    pub optimizer: Optimizer,
     augmenter: Augmenter,
     compute: Compute,
 }
@@ -354,7 +378,7 @@ impl SupervisedModel {
         let classifier = Classifier::new(&vs.root(), &enc_cfg, classes)?;
         classifier.encoder.set_memory_format(compute.format);
         Ok(SupervisedModel {
-            optimizer: Adam::new("optimizer", &vs, run.optimizer(cfg)),
+            optimizer: Optimizer::new("optimizer", &vs, run.optimizer(cfg)),
             augmenter: Augmenter::new(
                 cfg.augment.classification,
                 seeds::seed(cfg.runtime.seed, stream),
@@ -411,6 +435,15 @@ impl TrainStep for SupervisedModel {
 
     fn device(&self) -> Device {
         self.compute.device
+    }
+
+    fn plan_schedules(&mut self, loader: &Loader, feed: Feed, epochs: usize) {
+        let (steps_per_epoch, batch, _) = loader.epoch_shape(feed);
+        self.optimizer.set_run(RunLength {
+            steps_per_epoch,
+            epochs,
+            batch,
+        });
     }
 
     fn snapshot(&self) -> Snapshot {
