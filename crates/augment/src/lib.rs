@@ -9,6 +9,9 @@
 //! (translation, then zoom), so this is both sharper and cheaper; the distribution of the
 //! transforms is the same.
 //!
+//! Beside the example's preset, [`simclr`] has the SimCLR paper's (random resized crop, colour
+//! jitter, grayscale, blur), batched the same way; an [`Augmenter`] applies either ([`Preset`]).
+//!
 //! Drawing the random parameters ([`Augmenter::sample`]) is separate from applying them
 //! ([`apply`]), so tests can apply known transforms and the same parameters can be replayed on
 //! another device. Parameters come from a seeded ChaCha8 generator owned by the augmenter, on the
@@ -29,7 +32,9 @@
 
 mod params;
 mod pipeline;
+pub mod simclr;
 
 pub use accel::MemoryFormat;
 pub use params::{AugmentConfig, AugmentError, Params};
-pub use pipeline::{Augmenter, apply, apply_as, rescale};
+pub use pipeline::{Augmenter, Preset, apply, apply_as, rescale};
+pub use simclr::{SimclrConfig, SimclrParams, apply_simclr};

@@ -7,6 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
 use crate::params::{AugmentConfig, AugmentError, Params};
+use crate::simclr::{SimclrConfig, SimclrParams, apply_simclr};
 
 const BILINEAR: i64 = 0;
 const REFLECTION: i64 = 2;
@@ -112,21 +113,54 @@ fn color_matrix(p: &Params, i: usize) -> [[f32; 3]; 3] {
     m
 }
 
+/// Which view transform an augmenter applies.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Preset {
+    /// The Keras example's: flip, translation, zoom and colour affine.
+    Keras(AugmentConfig),
+    /// The SimCLR paper's: resized crop, flip, colour jitter, grayscale, blur.
+    Simclr(SimclrConfig),
+}
+
+impl From<AugmentConfig> for Preset {
+    fn from(c: AugmentConfig) -> Self {
+        Preset::Keras(c)
+    }
+}
+
+impl From<SimclrConfig> for Preset {
+    fn from(c: SimclrConfig) -> Self {
+        Preset::Simclr(c)
+    }
+}
+
+impl Preset {
+    /// Checks the settings' ranges; errors name the field.
+    pub fn validate(&self) -> Result<(), AugmentError> {
+        match self {
+            Preset::Keras(c) => c.validate(),
+            Preset::Simclr(c) => c.validate(),
+        }
+    }
+}
+
 /// A seeded augmenter for one view transform on one device.
 #[derive(Debug)]
 pub struct Augmenter {
-    config: AugmentConfig,
+    preset: Preset,
     rng: ChaCha8Rng,
     device: Device,
     format: MemoryFormat,
 }
 
 impl Augmenter {
-    /// An augmenter drawing from a generator seeded with `seed`.
-    pub fn new(config: AugmentConfig, seed: u64, device: Device) -> Result<Self, AugmentError> {
-        config.validate()?;
+    /// An augmenter of `preset` (an [`AugmentConfig`], a [`SimclrConfig`] or a [`Preset`])
+    /// drawing from a generator seeded with `seed`.
+    pub fn new(preset: impl Into<Preset>, seed: u64, device: Device) -> Result<Self, AugmentError> {
+        let preset = preset.into();
+        preset.validate()?;
         Ok(Augmenter {
-            config,
+            preset,
             rng: ChaCha8Rng::seed_from_u64(seed),
             device,
             format: MemoryFormat::Contiguous,
@@ -143,8 +177,8 @@ impl Augmenter {
         self.format
     }
 
-    pub fn config(&self) -> &AugmentConfig {
-        &self.config
+    pub fn preset(&self) -> &Preset {
+        &self.preset
     }
 
     /// Where the augmenter's random stream stands (a position in its ChaCha8 stream): saved
@@ -158,17 +192,39 @@ impl Augmenter {
         self.rng.set_word_pos(position);
     }
 
-    /// Draws parameters for `n` images of `height` x `width`.
-    pub fn sample(&mut self, n: usize, height: usize, width: usize) -> Params {
-        Params::sample(&self.config, n, height, width, &mut self.rng)
+    /// Draws the Keras preset's parameters for `n` images of `height` x `width`; `None` for
+    /// another preset.
+    pub fn sample(&mut self, n: usize, height: usize, width: usize) -> Option<Params> {
+        match &self.preset {
+            Preset::Keras(c) => Some(Params::sample(c, n, height, width, &mut self.rng)),
+            Preset::Simclr(_) => None,
+        }
+    }
+
+    /// Draws the SimCLR preset's parameters for `n` images of `height` x `width`; `None` for
+    /// another preset.
+    pub fn sample_simclr(&mut self, n: usize, height: usize, width: usize) -> Option<SimclrParams> {
+        match &self.preset {
+            Preset::Simclr(c) => Some(SimclrParams::sample(c, n, height, width, &mut self.rng)),
+            Preset::Keras(_) => None,
+        }
     }
 
     /// Draws parameters for the batch `[N, 3, H, W]` and applies them (training mode).
     pub fn augment(&mut self, images: &Tensor) -> Result<Tensor, AugmentError> {
         let (n, h, w) = batch_dims(images)?;
         let _span = tracing::debug_span!("augment", images = n).entered();
-        let params = self.sample(n as usize, h as usize, w as usize);
-        apply_as(images, &params, self.device, self.format)
+        let (n, h, w) = (n as usize, h as usize, w as usize);
+        match self.preset {
+            Preset::Keras(c) => {
+                let params = Params::sample(&c, n, h, w, &mut self.rng);
+                apply_as(images, &params, self.device, self.format)
+            }
+            Preset::Simclr(c) => {
+                let params = SimclrParams::sample(&c, n, h, w, &mut self.rng);
+                apply_simclr(images, &params, &c, self.device, self.format)
+            }
+        }
     }
 
     /// Inference mode: only the rescaling applies (output in the augmenter's format).

@@ -170,7 +170,7 @@ fn drawn_parameters_cover_their_ranges() {
     assert!((cfg.zoom_factor() - 0.5).abs() < 1e-12);
     assert!((AugmentConfig::classification().zoom_factor() - (1.0 - 0.75f64.sqrt())).abs() < 1e-12);
     let mut a = Augmenter::new(cfg, 9, Device::Cpu).unwrap();
-    let p = a.sample(20_000, 96, 64);
+    let p = a.sample(20_000, 96, 64).unwrap();
     let stats = |v: Vec<f32>| {
         let (min, max) = v
             .iter()
@@ -306,7 +306,8 @@ fn cpu_and_cuda_agree_for_the_same_parameters() {
     let x = pattern(8, 96, 96);
     let p = Augmenter::new(AugmentConfig::contrastive(), 3, Device::Cpu)
         .unwrap()
-        .sample(8, 96, 96);
+        .sample(8, 96, 96)
+        .unwrap();
     let cpu = apply(&x, &p, Device::Cpu).unwrap();
     let gpu = apply(&x, &p, Device::Cuda(0))
         .unwrap()
@@ -337,7 +338,8 @@ fn channels_last_output_has_the_same_values_in_nhwc_memory() {
     let x = pattern(4, 24, 20);
     let p = Augmenter::new(AugmentConfig::contrastive(), 4, Device::Cpu)
         .unwrap()
-        .sample(4, 24, 20);
+        .sample(4, 24, 20)
+        .unwrap();
     let nchw = apply_as(&x, &p, Device::Cpu, MemoryFormat::Contiguous).unwrap();
     let nhwc = apply_as(&x, &p, Device::Cpu, MemoryFormat::ChannelsLast).unwrap();
     assert_eq!(nhwc.size(), [4, 3, 24, 20]);

@@ -162,7 +162,7 @@ pub fn run(cfg: &Config, device: Device, steps: usize, warmup: usize) -> Result<
         .to_device(device)
         .repeat([2, 1, 1, 1]);
     let mut strong =
-        augment::Augmenter::new(cfg.augment.contrastive, 0, device)?.with_format(compute.format);
+        augment::Augmenter::new(cfg.augment.views(), 0, device)?.with_format(compute.format);
     let augment = time_steps(steps, device, || {
         let _views = strong.augment(&both)?;
         Ok(())

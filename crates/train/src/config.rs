@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use augment::AugmentConfig;
+use augment::{AugmentConfig, Preset, SimclrConfig};
 use losses::ContrastiveLossKind;
 use serde::{Deserialize, Serialize};
 use stl10_data::DataConfig;
@@ -98,21 +98,48 @@ impl Default for RuntimeConfig {
     }
 }
 
-/// The `[augment]` table: the strong and the weak preset.
+/// Which transform makes the two contrastive views.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ViewPreset {
+    /// The example's strong preset, `[augment.contrastive]`.
+    #[default]
+    Keras,
+    /// The SimCLR paper's, `[augment.simclr]`.
+    Simclr,
+}
+
+/// The `[augment]` table: the strong and the weak preset, and the SimCLR paper's transform.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AugmentTable {
+    /// `keras` (`contrastive` makes the views, the example's) or `simclr` (`simclr` does).
+    pub preset: ViewPreset,
     /// Strong, for the two contrastive views (0.25, 0.6, 0.2).
     pub contrastive: AugmentConfig,
-    /// Weak, for supervised training and the probe (0.75, 0.3, 0.1).
+    /// Weak, for supervised training and the probe (0.75, 0.3, 0.1), with either preset.
     pub classification: AugmentConfig,
+    /// The SimCLR paper's views: resized crop, flip, colour jitter, grayscale, blur.
+    pub simclr: SimclrConfig,
 }
 
 impl Default for AugmentTable {
     fn default() -> Self {
         AugmentTable {
+            preset: ViewPreset::Keras,
             contrastive: AugmentConfig::contrastive(),
             classification: AugmentConfig::classification(),
+            simclr: SimclrConfig::default(),
+        }
+    }
+}
+
+impl AugmentTable {
+    /// The transform of the two contrastive views, as `preset` says.
+    pub fn views(&self) -> Preset {
+        match self.preset {
+            ViewPreset::Keras => Preset::Keras(self.contrastive),
+            ViewPreset::Simclr => Preset::Simclr(self.simclr),
         }
     }
 }
@@ -540,8 +567,15 @@ impl Config {
     /// The augmentation presets, the width and the temperatures.
     fn validate_model(&self) -> Result<(), ConfigError> {
         for (table, preset) in [
-            ("augment.contrastive", self.augment.contrastive),
-            ("augment.classification", self.augment.classification),
+            (
+                "augment.contrastive",
+                Preset::Keras(self.augment.contrastive),
+            ),
+            (
+                "augment.classification",
+                Preset::Keras(self.augment.classification),
+            ),
+            ("augment.simclr", Preset::Simclr(self.augment.simclr)),
         ] {
             preset.validate().map_err(|e| {
                 let field = e.field().unwrap_or_default();
@@ -890,6 +924,11 @@ mod tests {
             (
                 "pretrain.optimizer.warmup_epochs=-1",
                 "pretrain.optimizer.warmup_epochs",
+            ),
+            ("augment.simclr.hue=0.7", "augment.simclr.hue"),
+            (
+                "augment.simclr.crop_scale=[0.5, 0.1]",
+                "augment.simclr.crop_scale",
             ),
             ("model.width=0", "model.width"),
             ("model.projection_layers=0", "model.projection_layers"),

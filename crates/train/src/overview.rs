@@ -64,7 +64,7 @@ pub fn augmentation_grid(cfg: &Config, ds: &Dataset, count: usize, path: &Path) 
         Device::Cpu,
     )?;
     let mut strong = Augmenter::new(
-        cfg.augment.contrastive,
+        cfg.augment.views(),
         seeds::seed(seed, Stream::PreviewStrong),
         Device::Cpu,
     )?;

@@ -169,7 +169,7 @@ impl ContrastiveModel {
         // Before the optimizers exist, so that Adam's moments take the kernels' layout.
         encoder.set_memory_format(compute.format);
         let seed = cfg.runtime.seed;
-        let augmenter = |preset, stream| {
+        let augmenter = |preset: augment::Preset, stream| {
             Augmenter::new(preset, seeds::seed(seed, stream), device)
                 .map(|a| a.with_format(compute.format))
         };
@@ -189,8 +189,11 @@ impl ContrastiveModel {
             encoder,
             projection_head,
             linear_probe,
-            contrastive_augmenter: augmenter(cfg.augment.contrastive, Stream::Contrastive)?,
-            classification_augmenter: augmenter(cfg.augment.classification, Stream::ProbeAugment)?,
+            contrastive_augmenter: augmenter(cfg.augment.views(), Stream::Contrastive)?,
+            classification_augmenter: augmenter(
+                cfg.augment.classification.into(),
+                Stream::ProbeAugment,
+            )?,
             loss: cfg.loss.kind,
             temperature: cfg.loss.temperature,
             knn: cfg.eval.knn_monitor.then(|| cfg.eval.knn()),
