@@ -190,7 +190,7 @@ pub enum Command {
         #[arg(long, default_value = "augmentations.png")]
         out: PathBuf,
     },
-    /// Time the real pretraining and supervised steps at STL-10's shapes; prints JSON.
+    /// Time the real pretraining and supervised steps at the configured data set's shapes (STL-10's by default); prints JSON.
     Bench {
         /// Timed steps (after warm-up).
         #[arg(long, default_value_t = 3)]

@@ -24,7 +24,7 @@ mod summary;
 
 pub use accel::MemoryFormat;
 pub use networks::{
-    Architecture, Classifier, Encoder, EncoderConfig, HeadConfig, LinearProbe, ProjectionHead,
+    Architecture, Classifier, Encoder, EncoderConfig, HeadConfig, LinearProbe, ProjectionHead, Stem,
 };
 pub use resnet::CIFAR_STEM_MAX;
 pub use summary::{Summary, SummaryRow};

@@ -36,10 +36,41 @@ pub enum Architecture {
     Resnet18,
 }
 
+/// ResNet-18's first layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
+pub enum Stem {
+    /// The CIFAR stem for inputs of at most 64 pixels, the ImageNet stem above.
+    #[default]
+    Auto,
+    /// 3x3 stride-1 convolution, no max-pooling (the SimCLR paper's CIFAR-10 variant).
+    Cifar,
+    /// torchvision's 7x7 stride-2 convolution and 3x3 stride-2 max-pooling: 16 times fewer
+    /// activations in the first stage.
+    Imagenet,
+}
+
+impl Stem {
+    /// Whether images of `image_size` pixels get the ImageNet stem.
+    pub fn is_imagenet(self, image_size: i64) -> bool {
+        match self {
+            Stem::Auto => image_size > resnet::CIFAR_STEM_MAX,
+            Stem::Cifar => false,
+            Stem::Imagenet => true,
+        }
+    }
+}
+
 /// The encoder's shape: by default the Keras example's `width = 128` on 96x96 inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EncoderConfig {
     pub arch: Architecture,
+    /// ResNet-18's stem (ResNet-18 only).
+    pub stem: Stem,
     /// Filters of every convolution and units of the dense layer (Keras encoder only).
     pub width: i64,
     /// Side of the square input images.
@@ -50,6 +81,7 @@ impl Default for EncoderConfig {
     fn default() -> Self {
         EncoderConfig {
             arch: Architecture::Keras,
+            stem: Stem::Auto,
             width: 128,
             image_size: 96,
         }
@@ -145,7 +177,11 @@ impl Encoder {
                 let dense = dense(p / "dense", w * last * last, w);
                 Body::Keras(KerasConvs { convs, dense })
             }
-            Architecture::Resnet18 => Body::Resnet18(Box::new(ResNet18::new(p, config.image_size))),
+            Architecture::Resnet18 => Body::Resnet18(Box::new(ResNet18::new(
+                p,
+                config.image_size,
+                config.stem.is_imagenet(config.image_size),
+            ))),
         };
         Ok(Encoder {
             body,

@@ -132,8 +132,8 @@ pub(crate) struct ResNet18 {
 }
 
 impl ResNet18 {
-    pub(crate) fn new(p: &nn::Path, image_size: i64) -> Self {
-        let imagenet = image_size > CIFAR_STEM_MAX;
+    /// ResNet-18 for `image_size` pixels, with the ImageNet stem or the CIFAR one.
+    pub(crate) fn new(p: &nn::Path, image_size: i64, imagenet: bool) -> Self {
         let (k, stride) = if imagenet { (7, 2) } else { (3, 1) };
         let mut inputs = 64;
         let stages = STAGES

@@ -1,6 +1,6 @@
 use models::{
     Architecture, Classifier, Encoder, EncoderConfig, HeadConfig, LinearProbe, MemoryFormat,
-    ModelError, ProjectionHead,
+    ModelError, ProjectionHead, Stem,
 };
 use tch::nn::{self, Module, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
@@ -441,6 +441,38 @@ fn resnet18_summary_shows_each_stem_and_the_stage_sides() {
     ] {
         assert!(imagenet.contains(want), "{want}: {imagenet}");
     }
+}
+
+#[test]
+fn resnet18_stem_can_be_chosen_against_the_image_size() {
+    assert!(!Stem::Auto.is_imagenet(64) && Stem::Auto.is_imagenet(65));
+    assert!(Stem::Imagenet.is_imagenet(32) && !Stem::Cifar.is_imagenet(96));
+    // The ImageNet stem on 32 px: 32 -> conv 16 -> pool 8 -> 8, 4, 2, 1.
+    let vs = nn::VarStore::new(Device::Cpu);
+    let cfg = EncoderConfig {
+        stem: Stem::Imagenet,
+        ..resnet(32)
+    };
+    let e = Encoder::new(&vs.root(), &cfg).unwrap();
+    assert_eq!(vs.variables()["conv1.weight"].size(), [64, 3, 7, 7]);
+    let text = e.summary().to_string();
+    for want in ["(None, 16, 16, 64)", "MaxPooling2D", "(None, 1, 1, 512)"] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    let features = e.forward_t(
+        &Tensor::zeros([2, 3, 32, 32], (Kind::Float, Device::Cpu)),
+        false,
+    );
+    assert_eq!(features.size(), [2, 512]);
+    // The CIFAR stem on 96 px keeps the full side in the first stage.
+    let vs = nn::VarStore::new(Device::Cpu);
+    let cfg = EncoderConfig {
+        stem: Stem::Cifar,
+        ..resnet(96)
+    };
+    let e = Encoder::new(&vs.root(), &cfg).unwrap();
+    assert_eq!(vs.variables()["conv1.weight"].size(), [64, 3, 3, 3]);
+    assert!(e.summary().to_string().contains("(None, 96, 96, 64)"));
 }
 
 #[test]

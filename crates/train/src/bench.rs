@@ -1,14 +1,15 @@
-//! `simclr-cli bench`: times the real pretraining step (two strong views of 500 + 25 images,
-//! encoder, head, loss, both optimizers, the probe) and the real supervised step (25 images) at
-//! the Keras example's STL-10 shapes, on generated data, after warm-up steps. Batches come
-//! through the same `Loader` a run uses (resident on the device on CUDA), and the timed
-//! steps read their metrics from the device once, at the end, as an epoch does.
+//! `simclr-cli bench`: times the real pretraining step (two strong views of a step's images,
+//! encoder, head, loss, both optimizers, the probe) and the real supervised step at the
+//! configured data set's shapes (by default the Keras example's STL-10: 500 + 25 images of
+//! 96x96, 200 steps an epoch), on generated data, after warm-up steps. Batches come through the
+//! same `Loader` a run uses (resident on the device on CUDA), and the timed steps read their
+//! metrics from the device once, at the end, as an epoch does.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
-use stl10_data::{BatchPlan, Dataset, ImageStore, Split};
+use stl10_data::{BatchPlan, DataConfig, DataKind, Dataset, ImageStore, Split};
 use tch::{Device, Kind, Tensor};
 
 use crate::config::Config;
@@ -17,13 +18,25 @@ use crate::loader::{Feed, Loader, Resident};
 use crate::runtime::Compute;
 use crate::steps::{ContrastiveModel, SupervisedModel, TrainStep};
 
-/// The example's per-step shapes.
-pub const UNLABELED: usize = 500;
-pub const LABELED: usize = 25;
-pub const SIZE: usize = 96;
-/// Steps in one STL-10 epoch (pretraining: 100,000 + 5,000 images in batches of 525;
-/// supervised: 5,000 labeled images in batches of 25).
-pub const STL10_STEPS: usize = 200;
+/// The sizes of the configured data set's splits, `(unlabeled, labeled, classes)`, from its
+/// published sizes (the files are not read): STL-10 100,000 + 5,000 (1,000 for a fold),
+/// CIFAR 50,000 and IDX (Fashion-MNIST) 60,000 training images split by
+/// `data.labeled_per_class`. Image folders have no published size: STL-10's are used.
+fn published_sizes(data: &DataConfig) -> (usize, usize, usize) {
+    let split = |train: usize, classes: usize| {
+        let labeled = data
+            .labeled_per_class
+            .map_or(train, |n| (n * classes).min(train));
+        (train - labeled, labeled, classes)
+    };
+    match data.kind {
+        DataKind::Cifar10 => split(50_000, 10),
+        DataKind::Cifar100 => split(50_000, 100),
+        DataKind::Idx => split(60_000, 10),
+        DataKind::Stl10 if data.fold.is_some() => (100_000, 1_000, 10),
+        DataKind::Stl10 | DataKind::Folder => (100_000, 5_000, 10),
+    }
+}
 
 /// Supervised steps timed per timed pretraining step.
 pub const SUPERVISED_STEPS_PER_STEP: usize = 20;
@@ -31,6 +44,8 @@ pub const SUPERVISED_STEPS_PER_STEP: usize = 20;
 /// What `bench` prints, as one JSON object.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
+    /// The shapes timed: `cifar10 32x32: 97 steps of 463 + 51 images`.
+    pub shape: String,
     pub device: String,
     pub compute: String,
     pub precision: &'static str,
@@ -41,13 +56,15 @@ pub struct BenchReport {
     pub steps: usize,
     pub warmup_steps: usize,
     pub pretrain_seconds_per_step: f64,
-    /// Both views of all 525 images per step.
+    /// Both views of all images of a step.
     pub pretrain_views_per_s: f64,
-    /// 200 steps at the measured rate.
-    pub stl10_pretrain_epoch_seconds: f64,
+    /// A pretraining epoch's steps at the measured rate.
+    pub pretrain_epoch_seconds: f64,
+    pub pretrain_epochs_per_minute: f64,
     pub supervised_seconds_per_step: f64,
     pub supervised_images_per_s: f64,
-    pub stl10_supervised_epoch_seconds: f64,
+    /// A supervised epoch (every labeled image once, in batches of the step's labeled count).
+    pub supervised_epoch_seconds: f64,
     /// Share of a pretraining step spent on the two strong views (one augmentation of the
     /// doubled batch).
     pub augment_share_of_pretrain_step: f64,
@@ -70,26 +87,26 @@ fn time_steps(steps: usize, device: Device, mut f: impl FnMut() -> Result<()>) -
     Ok(start.elapsed().as_secs_f64() / steps as f64)
 }
 
-/// Four steps' worth of random 96x96 images: 2,000 unlabeled, 100 labeled (10 classes).
-fn synthetic() -> Dataset {
+/// Four steps' worth of random `size` x `size` images of `plan`'s batches.
+fn synthetic(plan: &BatchPlan, size: usize, classes: usize) -> Dataset {
     let bytes = |n: usize| {
         let t = Tensor::randint(
             256,
-            [(n * 3 * SIZE * SIZE) as i64],
+            [(n * 3 * size * size) as i64],
             (Kind::Int64, Device::Cpu),
         );
         Vec::<u8>::try_from(&t.to_kind(Kind::Uint8)).expect("uint8 tensor")
     };
     let split = |n: usize, labeled: bool| {
-        let labels = labeled.then(|| (0..n as i64).map(|i| i % 10).collect());
-        Split::new(Arc::new(ImageStore::from_chw(bytes(n), SIZE)), labels)
+        let labels = labeled.then(|| (0..n as i64).map(|i| i % classes as i64).collect());
+        Split::new(Arc::new(ImageStore::from_chw(bytes(n), size)), labels)
     };
     Dataset {
-        unlabeled: split(4 * UNLABELED, false),
-        train: split(4 * LABELED, true),
-        test: split(LABELED, true),
-        class_names: (0..10).map(|c| format!("class{c}")).collect(),
-        image_size: SIZE,
+        unlabeled: split(4 * plan.unlabeled_batch, false),
+        train: split(4 * plan.labeled_batch, true),
+        test: split(plan.labeled_batch, true),
+        class_names: (0..classes).map(|c| format!("class{c}")).collect(),
+        image_size: size,
         skipped: 0,
     }
 }
@@ -133,11 +150,12 @@ fn run_steps<S: TrainStep>(
 
 /// Runs `warmup` then `steps` timed steps of each kind.
 pub fn run(cfg: &Config, device: Device, steps: usize, warmup: usize) -> Result<BenchReport> {
-    let mut cfg = cfg.clone();
-    cfg.data.image_size = SIZE;
-    let compute = Compute::new(&cfg, device);
-    let ds = synthetic();
-    let plan = BatchPlan::new(ds.unlabeled.len(), ds.train.len(), UNLABELED + LABELED)?;
+    let (unlabeled, labeled, classes) = published_sizes(&cfg.data);
+    let epoch = BatchPlan::new(unlabeled, labeled, cfg.data.batch_size)?;
+    let size = cfg.data.image_size;
+    let compute = Compute::new(cfg, device);
+    let ds = synthetic(&epoch, size, classes);
+    let plan = BatchPlan::new(ds.unlabeled.len(), ds.train.len(), cfg.data.batch_size)?;
     let resident = if device.is_cuda() && cfg.runtime.resident_data {
         Some(Resident::upload(&ds, device)?)
     } else {
@@ -149,7 +167,7 @@ pub fn run(cfg: &Config, device: Device, steps: usize, warmup: usize) -> Result<
         seed: cfg.runtime.seed,
         resident: resident.as_ref(),
     };
-    let mut model = ContrastiveModel::new(&cfg, 10, compute)?;
+    let mut model = ContrastiveModel::new(cfg, classes as i64, compute)?;
     let pretrain = timed(warmup, steps, device, |n| {
         run_steps(&mut model, &loader, Feed::Zipped, n)
     })?;
@@ -168,13 +186,24 @@ pub fn run(cfg: &Config, device: Device, steps: usize, warmup: usize) -> Result<
         Ok(())
     })?;
 
-    let mut clf = SupervisedModel::new(&cfg, 10, compute, crate::run::Run::Baseline)?;
+    let mut clf = SupervisedModel::new(cfg, classes as i64, compute, crate::run::Run::Baseline)?;
     // A supervised step is about 40x shorter: time 20x as many, so both spans are seconds long.
     let supervised = timed(warmup, steps * SUPERVISED_STEPS_PER_STEP, device, |n| {
         run_steps(&mut clf, &loader, Feed::Labeled, n)
     })?;
 
+    let (per_step, supervised_steps) = (
+        epoch.unlabeled_batch + epoch.labeled_batch,
+        labeled.div_ceil(epoch.labeled_batch),
+    );
     Ok(BenchReport {
+        shape: format!(
+            "{} {size}x{size}: {} steps of {} + {} images",
+            format!("{:?}", cfg.data.kind).to_lowercase(),
+            epoch.steps,
+            epoch.unlabeled_batch,
+            epoch.labeled_batch
+        ),
         device: crate::runtime::describe(device),
         compute: compute.describe(),
         precision: compute.precision.name(),
@@ -185,11 +214,12 @@ pub fn run(cfg: &Config, device: Device, steps: usize, warmup: usize) -> Result<
         steps,
         warmup_steps: warmup,
         pretrain_seconds_per_step: pretrain,
-        pretrain_views_per_s: (2 * (UNLABELED + LABELED)) as f64 / pretrain,
-        stl10_pretrain_epoch_seconds: STL10_STEPS as f64 * pretrain,
+        pretrain_views_per_s: (2 * per_step) as f64 / pretrain,
+        pretrain_epoch_seconds: epoch.steps as f64 * pretrain,
+        pretrain_epochs_per_minute: 60.0 / (epoch.steps as f64 * pretrain),
         supervised_seconds_per_step: supervised,
-        supervised_images_per_s: LABELED as f64 / supervised,
-        stl10_supervised_epoch_seconds: STL10_STEPS as f64 * supervised,
+        supervised_images_per_s: epoch.labeled_batch as f64 / supervised,
+        supervised_epoch_seconds: supervised_steps as f64 * supervised,
         augment_share_of_pretrain_step: augment / pretrain,
     })
 }

@@ -151,6 +151,9 @@ pub struct ModelConfig {
     /// `keras` (the example's 4 convolutions and a dense layer) or `resnet18` (512 features;
     /// CIFAR stem up to 64 pixels, ImageNet stem above).
     pub encoder: models::Architecture,
+    /// ResNet-18's stem: `auto` (CIFAR's up to 64 pixels, ImageNet's above), `cifar` or
+    /// `imagenet`.
+    pub resnet_stem: models::Stem,
     /// Filters per convolution and units of the Keras encoder's dense layer (`width = 128`),
     /// and the projection size when `projection_width` is unset (for either encoder).
     pub width: i64,
@@ -169,6 +172,7 @@ impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
             encoder: models::Architecture::Keras,
+            resnet_stem: models::Stem::Auto,
             width: 128,
             channels_last: true,
             projection_layers: 2,
@@ -681,6 +685,7 @@ impl Config {
     pub fn encoder_config(&self) -> models::EncoderConfig {
         models::EncoderConfig {
             arch: self.model.encoder,
+            stem: self.model.resnet_stem,
             width: self.model.width,
             image_size: self.data.image_size as i64,
         }
@@ -964,6 +969,40 @@ mod tests {
         assert!(err.contains("loss.kind"), "{err}");
         let cfg = Config::load(None, &["loss.kind=nt_xent".into()]).unwrap();
         assert_eq!(cfg.loss.kind, ContrastiveLossKind::NtXent);
+    }
+
+    #[test]
+    fn the_resnet18_recipes_load_as_written() {
+        let load = |name: &str| {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../configs")
+                .join(name);
+            Config::load(Some(&path), &[]).unwrap()
+        };
+        for name in [
+            "cifar10-resnet18.toml",
+            "stl10-resnet18.toml",
+            "fashion-mnist-resnet18.toml",
+        ] {
+            let cfg = load(name);
+            assert_eq!(cfg.model.encoder, models::Architecture::Resnet18, "{name}");
+            assert_eq!(cfg.augment.preset, ViewPreset::Simclr, "{name}");
+            assert_eq!(cfg.loss.kind, ContrastiveLossKind::NtXent, "{name}");
+            assert!(cfg.model.projection_batch_norm, "{name}");
+            assert_eq!(
+                cfg.pretrain.optimizer.schedule,
+                LrSchedule::Cosine,
+                "{name}"
+            );
+        }
+        let cifar = load("cifar10-resnet18.toml");
+        assert_eq!(cifar.data.kind, stl10_data::DataKind::Cifar10);
+        assert_eq!(cifar.pretrain.optimizer.kind, OptimizerKind::Sgd);
+        assert_eq!(cifar.augment.simclr.blur_probability, 0.0);
+        let stl = load("stl10-resnet18.toml");
+        assert_eq!(stl.pretrain.optimizer.kind, OptimizerKind::Lars);
+        assert!(stl.pretrain.optimizer.excludes_bias_and_norm());
+        assert_eq!(stl.pretrain.optimizer.warmup_epochs, 10.0);
     }
 
     #[test]

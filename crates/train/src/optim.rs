@@ -153,6 +153,17 @@ impl Optimizer {
         self.schedule = Schedule::new(&self.config, run);
     }
 
+    #[cfg(test)]
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// Updates applied so far.
+    #[cfg(test)]
+    pub fn steps(&self) -> i64 {
+        self.step
+    }
+
     /// Clears the gradients, back-propagates `loss` and applies one update.
     pub fn backward_step(&mut self, loss: &Tensor) {
         self.zero_grad();

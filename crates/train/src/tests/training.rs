@@ -332,6 +332,69 @@ fn texture_dataset(train: usize, unlabeled: usize, test: usize) -> Dataset {
     }
 }
 
+/// The epoch loop gives each optimizer its run's length and batch: the contrastive optimizer
+/// every image of a step, the probe and supervised runs the labeled ones.
+#[test]
+fn fit_fits_each_optimizers_schedule_to_its_run() {
+    use crate::config::{LrScaling, LrSchedule, OptimizerKind};
+    use crate::optim::{RunLength, Schedule};
+    let mut cfg = small_config(32, 8);
+    let o = &mut cfg.pretrain.optimizer;
+    (o.kind, o.schedule, o.lr_scaling, o.warmup_epochs) = (
+        OptimizerKind::Sgd,
+        LrSchedule::Cosine,
+        LrScaling::Linear,
+        1.0,
+    );
+    cfg.pretrain.probe_optimizer.lr_scaling = LrScaling::Sqrt;
+    cfg.baseline.optimizer.schedule = LrSchedule::Cosine;
+    let ds = texture_dataset(64, 448, 32);
+    let loader = Loader {
+        ds: &ds,
+        plan: BatchPlan::new(448, 64, 64).unwrap(), // 8 steps of 56 + 8
+        seed: 7,
+        resident: None,
+    };
+    let phase = |run, feed, epochs| Phase {
+        run,
+        loader: &loader,
+        feed,
+        epochs,
+        metrics_every: 8,
+    };
+    let mut m = ContrastiveModel::new(&cfg, 4, cpu(&cfg)).unwrap();
+    fit::fit_fresh(&mut m, &phase("pretraining", Feed::Zipped, 2), &mut Silent).unwrap();
+    let run = |batch| RunLength {
+        steps_per_epoch: 8,
+        epochs: 2,
+        batch,
+    };
+    let contrastive = m.contrastive_optimizer.schedule();
+    assert_eq!(
+        *contrastive,
+        Schedule::new(&cfg.pretrain.optimizer, run(64))
+    );
+    // 1e-3 x 64 / 256 at the end of the 8 warm-up steps, 0 at the 16th and last step.
+    assert!((contrastive.rate(8) - 2.5e-4).abs() < 1e-15);
+    assert!(contrastive.rate(16).abs() < 1e-15);
+    assert_eq!(m.contrastive_optimizer.steps(), 16);
+    let probe = Schedule::new(&cfg.pretrain.probe_optimizer, run(8));
+    assert_eq!(*m.probe_optimizer.schedule(), probe);
+    assert!((probe.rate(5) - 1e-3 * 8f64.sqrt()).abs() < 1e-15);
+    let mut clf = SupervisedModel::new(&cfg, 4, cpu(&cfg), Run::Baseline).unwrap();
+    fit::fit_fresh(&mut clf, &phase("baseline", Feed::Labeled, 3), &mut Silent).unwrap();
+    let want = RunLength {
+        steps_per_epoch: 8,
+        epochs: 3,
+        batch: 8,
+    };
+    assert_eq!(
+        *clf.optimizer.schedule(),
+        Schedule::new(&cfg.baseline.optimizer, want)
+    );
+    assert_eq!(clf.optimizer.steps(), 24);
+}
+
 #[test]
 fn contrastive_learning_and_the_baseline_really_learn() {
     tch::manual_seed(2);
@@ -496,14 +559,66 @@ fn encoder_slices_give_the_loss_of_one_pass() {
         };
         let (whole, w_whole) = first_step(None);
         let (sliced, w_sliced) = first_step(Some(4)); // 18 views: slices of 4, 4, 4, 4, 2
+        // The probe's loss is read after the contrastive update: Adam's first step is nearly
+        // sign(g), so a gradient that rounds across 0 moves its weight the other way.
         for (x, y) in whole.iter().zip(&sliced) {
             assert!(
-                (x - y).abs() < 1e-5,
+                (x - y).abs() < 2e-4,
                 "bn {batch_norm}: {whole:?} vs {sliced:?}"
             );
         }
-        assert!((w_whole - w_sliced).abs().max().double_value(&[]) < 1e-6);
+        let dw = (w_whole - w_sliced).abs().max().double_value(&[]);
+        assert!(dw < 1e-6);
     }
+}
+
+/// A ResNet-18 encoder's BatchNorms use batch statistics (and move their running ones) only in
+/// the contrastive and supervised steps; the probe's features, validation and kNN run it in
+/// inference mode, as the example's `training=False`; the statistics travel with snapshots.
+#[test]
+fn a_resnet_encoders_batch_norm_trains_only_where_the_example_trains() {
+    tch::manual_seed(4);
+    let mut cfg = small_config(16, 8);
+    cfg.model.encoder = models::Architecture::Resnet18;
+    let key = "encoder.layer3.0.bn2.running_mean";
+    let stats = |vs: &tch::nn::VarStore| vs.variables()[key].copy();
+    let mut m = ContrastiveModel::new(&cfg, 2, cpu(&cfg)).unwrap();
+    assert_eq!(m.linear_probe.summary().rows[0].output_shape, [2]);
+    let images = random_images(6, 16);
+    let labels = Tensor::from_slice(&[0i64, 1]);
+    let before = stats(&m.vs);
+    let _ = m.contrastive_step(&images).unwrap();
+    let after_contrastive = stats(&m.vs);
+    assert!(
+        !after_contrastive.equal(&before),
+        "the contrastive step trains BatchNorm"
+    );
+    let _ = m.probe_step(&images.narrow(0, 4, 2), &labels).unwrap();
+    let batch = Batch {
+        images: images.shallow_clone(),
+        labels: Tensor::from_slice(&[0i64, 1, 0, 1, 0, 1]),
+    };
+    let _ = m.test_sums(&batch);
+    assert!(
+        stats(&m.vs).equal(&after_contrastive),
+        "probe and validation leave it alone"
+    );
+    let snapshot = m.snapshot();
+    assert!(
+        snapshot
+            .tensors
+            .iter()
+            .any(|(k, t)| k == key && t.equal(&after_contrastive))
+    );
+    let mut clf = SupervisedModel::new(&cfg, 2, cpu(&cfg), Run::Baseline).unwrap();
+    let before = stats(&clf.vs);
+    let _ = clf.test_sums(&batch);
+    assert!(stats(&clf.vs).equal(&before));
+    let _ = clf.step(&images, &batch.labels).unwrap();
+    assert!(
+        !stats(&clf.vs).equal(&before),
+        "a supervised step trains BatchNorm"
+    );
 }
 
 /// A BatchNorm head's running statistics move in training and travel with the snapshot that
