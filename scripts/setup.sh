@@ -25,8 +25,15 @@ if [ -n "${LIBTORCH:-}" ]; then
 else
   if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
     say "creating .venv with torch==$TORCH_VERSION (large download on the first run)"
+    # torch with its CUDA wheels takes about 5 GB installed and as much again while unpacking.
+    free_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
+    if [ "${free_kb:-0}" -lt $((10 * 1024 * 1024)) ]; then
+      echo "setup.sh: only $((free_kb / 1024 / 1024)) GB free on $(df -P . | awk 'NR == 2 { print $6 }');" \
+        "installing torch needs about 10 GB (free space, or set LIBTORCH to an existing libtorch)" >&2
+      exit 1
+    fi
     [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-cache-dir "torch==$TORCH_VERSION"
   fi
   torch_dir=$(.venv/bin/python -c "import os, torch; print(os.path.dirname(torch.__file__))" 2>/dev/null)
   ln -sfn "$torch_dir" .libtorch
