@@ -995,6 +995,10 @@ mod tests {
                 "{name}"
             );
         }
+        let fmnist = load("fashion-mnist-resnet18.toml");
+        assert_eq!(fmnist.model.resnet_stem, models::Stem::Imagenet);
+        assert_eq!(fmnist.finetune.optimizer.learning_rate, 3e-4);
+        assert_eq!(fmnist.baseline.optimizer.learning_rate, 1e-3);
         let cifar = load("cifar10-resnet18.toml");
         assert_eq!(cifar.data.kind, stl10_data::DataKind::Cifar10);
         assert_eq!(cifar.pretrain.optimizer.kind, OptimizerKind::Sgd);
