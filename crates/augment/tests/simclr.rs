@@ -463,63 +463,20 @@ fn a_simclr_augmenter_is_seeded_resumable_and_writes_either_layout() {
 
 #[test]
 fn invalid_simclr_settings_and_batches_are_errors() {
+    let with = |set: fn(&mut SimclrConfig)| {
+        let mut c = SimclrConfig::default();
+        set(&mut c);
+        c
+    };
     for (cfg, field) in [
-        (
-            SimclrConfig {
-                crop_scale: [0.0, 1.0],
-                ..Default::default()
-            },
-            "crop_scale",
-        ),
-        (
-            SimclrConfig {
-                crop_scale: [0.5, 0.2],
-                ..Default::default()
-            },
-            "crop_scale",
-        ),
-        (
-            SimclrConfig {
-                crop_ratio: [-1.0, 1.0],
-                ..Default::default()
-            },
-            "crop_ratio",
-        ),
-        (
-            SimclrConfig {
-                jitter_probability: 1.5,
-                ..Default::default()
-            },
-            "jitter_probability",
-        ),
-        (
-            SimclrConfig {
-                hue: 0.6,
-                ..Default::default()
-            },
-            "hue",
-        ),
-        (
-            SimclrConfig {
-                contrast: -0.1,
-                ..Default::default()
-            },
-            "contrast",
-        ),
-        (
-            SimclrConfig {
-                blur_sigma: [0.0, 1.0],
-                ..Default::default()
-            },
-            "blur_sigma",
-        ),
-        (
-            SimclrConfig {
-                blur_kernel: 0.0,
-                ..Default::default()
-            },
-            "blur_kernel",
-        ),
+        (with(|c| c.crop_scale = [0.0, 1.0]), "crop_scale"),
+        (with(|c| c.crop_scale = [0.5, 0.2]), "crop_scale"),
+        (with(|c| c.crop_ratio = [-1.0, 1.0]), "crop_ratio"),
+        (with(|c| c.jitter_probability = 1.5), "jitter_probability"),
+        (with(|c| c.hue = 0.6), "hue"),
+        (with(|c| c.contrast = -0.1), "contrast"),
+        (with(|c| c.blur_sigma = [0.0, 1.0]), "blur_sigma"),
+        (with(|c| c.blur_kernel = 0.0), "blur_kernel"),
     ] {
         let e = Augmenter::new(cfg, 0, CPU).unwrap_err();
         assert_eq!(e.field(), Some(field), "{e}");
