@@ -54,6 +54,14 @@ pub enum Stem {
     Imagenet,
 }
 
+impl Architecture {
+    /// Whether the encoder has BatchNorm, so that in training mode each image's features depend
+    /// on the rest of the batch.
+    pub fn has_batch_norm(self) -> bool {
+        self == Architecture::Resnet18
+    }
+}
+
 impl Stem {
     /// Whether images of `image_size` pixels get the ImageNet stem.
     pub fn is_imagenet(self, image_size: i64) -> bool {
@@ -201,7 +209,7 @@ impl Encoder {
     /// Whether BatchNorm makes each image's features depend on the rest of the batch in
     /// training mode (ResNet-18).
     pub fn has_batch_norm(&self) -> bool {
-        matches!(self.body, Body::Resnet18(_))
+        self.config.arch.has_batch_norm()
     }
 
     /// The Keras-style summary of this encoder.

@@ -211,7 +211,7 @@ impl Optimizer {
         out
     }
 
-    /// Restores the state from `stored` (as [`Adam::state`] names it), checking every key and
+    /// Restores the state from `stored` (as [`Optimizer::state`] names it), checking every key and
     /// shape before changing anything.
     pub fn load_state(&mut self, stored: &HashMap<String, Tensor>) -> Result<(), StateError> {
         let get = |key: &str| {

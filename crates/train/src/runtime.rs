@@ -69,7 +69,7 @@ impl Compute {
         // An encoder with BatchNorm keeps the whole batch's statistics unless slices are asked
         // for (then each slice normalises by its own, as data-parallel SimCLR without
         // synchronised BatchNorm does).
-        let batch_norm = cfg.model.encoder != models::Architecture::Keras;
+        let batch_norm = cfg.model.encoder.has_batch_norm();
         let encoder_chunk = match (cfg.runtime.encoder_chunk, device) {
             (Some(n), _) => Some(n),
             (None, Device::Cpu) if !batch_norm => Some((CPU_ENCODER_PIXELS / (side * side)).max(1)),
