@@ -42,25 +42,33 @@ pub(crate) fn variables(vs: &VarStore, keep: impl Fn(&str) -> bool) -> Vec<(Stri
 /// Copies every variable of `vs` under `prefix` from the safetensors file `path`, checking that
 /// each is present with the same shape. Returns how many were loaded.
 pub fn load(vs: &VarStore, prefix: &str, path: &Path) -> Result<usize> {
+    load_renamed(vs, prefix, path, prefix)
+}
+
+/// [`load`], reading each variable `prefix.x` of `vs` from `stored.x` in the file (the linear
+/// probe's `linear_probe.dense.*` into a classifier's `classifier.dense.*`, say).
+pub fn load_renamed(vs: &VarStore, prefix: &str, path: &Path, stored: &str) -> Result<usize> {
+    let file_prefix = stored;
     let stored = Tensor::read_safetensors(path)
         .map_err(|e| TrainError::file(path, format!("cannot read checkpoint: {e}")))?;
     let stored: std::collections::HashMap<String, Tensor> = stored.into_iter().collect();
     let mut loaded = 0;
     for (name, var) in vs.variables() {
-        if !name.starts_with(&format!("{prefix}.")) {
+        let Some(rest) = name.strip_prefix(&format!("{prefix}.")) else {
             continue;
-        }
-        let src = stored.get(&name).ok_or_else(|| {
+        };
+        let key = format!("{file_prefix}.{rest}");
+        let src = stored.get(&key).ok_or_else(|| {
             TrainError::file(
                 path,
-                format!("has no '{name}' (not a {prefix} checkpoint?)"),
+                format!("has no '{key}' (not a {file_prefix} checkpoint?)"),
             )
         })?;
         if src.size() != var.size() {
             return Err(TrainError::file(
                 path,
                 format!(
-                    "'{name}' has shape {:?}, the model expects {:?} (other width or image size?)",
+                    "'{key}' has shape {:?}, the model expects {:?} (other width or image size?)",
                     src.size(),
                     var.size()
                 ),
@@ -112,6 +120,15 @@ mod tests {
         let _w = d.root().sub("classifier").zeros("w", &[1]);
         let e = load(&d, "classifier", &path).unwrap_err().to_string();
         assert!(e.contains("has no 'classifier.w'"), "{e}");
+        // Read under another name: `head.w` from the file's `encoder.w`.
+        let r = nn::VarStore::new(Device::Cpu);
+        let h = r.root().sub("head").zeros("w", &[3, 2]);
+        assert_eq!(load_renamed(&r, "head", &path, "encoder").unwrap(), 1);
+        assert!(h.equal(&a.variables()["encoder.w"]));
+        let e = load_renamed(&r, "head", &path, "probe")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("has no 'probe.w'"), "{e}");
         std::fs::write(&path, b"garbage").unwrap();
         let e = load(&b, "encoder", &path).unwrap_err().to_string();
         assert!(e.contains("cannot read checkpoint"), "{e}");

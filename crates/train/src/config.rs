@@ -310,11 +310,34 @@ impl OptimizerConfig {
     }
 }
 
+/// Where a supervised run's classifier (its Dense layer) starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadStart {
+    /// Freshly initialised (the example's).
+    #[default]
+    New,
+    /// Fine-tuning only: the linear probe trained during pretraining, read from the
+    /// `linear_probe.safetensors` beside the encoder file. Linear probing then fine-tuning
+    /// (Kumar et al., 2022) keeps a random head's first gradients from distorting the features.
+    Probe,
+}
+
 /// `[baseline]` and `[finetune]`: a supervised run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SupervisedConfig {
     pub epochs: usize,
+    /// Labeled images a step; unset, the example's labeled share of `data.batch_size` (25 of
+    /// STL-10's 525). BatchNorm encoders fine-tune better on more than that share's handful.
+    pub batch_size: Option<usize>,
+    /// `new` or, for `[finetune]`, `probe`.
+    pub head: HeadStart,
+    /// `[finetune]` only: normalise with the pretrained encoder's running BatchNorm statistics
+    /// in training steps too, and leave them as they are (its BatchNorm scales and offsets still
+    /// learn). Batch statistics of a few labeled images are noisy, and differ from the ones the
+    /// probe was trained under; an encoder without BatchNorm trains the same either way.
+    pub freeze_batch_norm: bool,
     pub optimizer: OptimizerConfig,
 }
 
@@ -322,6 +345,9 @@ impl Default for SupervisedConfig {
     fn default() -> Self {
         SupervisedConfig {
             epochs: 20,
+            batch_size: None,
+            head: HeadStart::New,
+            freeze_batch_norm: false,
             optimizer: OptimizerConfig::default(),
         }
     }
@@ -621,6 +647,8 @@ impl Config {
             ("baseline.epochs", self.baseline.epochs),
             ("pretrain.epochs", self.pretrain.epochs),
             ("finetune.epochs", self.finetune.epochs),
+            ("baseline.batch_size", self.baseline.batch_size.unwrap_or(1)),
+            ("finetune.batch_size", self.finetune.batch_size.unwrap_or(1)),
         ] {
             if count == 0 {
                 return Err(invalid(key, "must be at least 1"));
@@ -630,6 +658,18 @@ impl Config {
     }
 
     fn validate_optimizers(&self) -> Result<(), ConfigError> {
+        if self.baseline.head == HeadStart::Probe {
+            return Err(invalid(
+                "baseline.head",
+                "must be \"new\": the baseline trains from scratch, with no probe to start from",
+            ));
+        }
+        if self.baseline.freeze_batch_norm {
+            return Err(invalid(
+                "baseline.freeze_batch_norm",
+                "must be false: a fresh encoder has no BatchNorm statistics to keep",
+            ));
+        }
         for (key, opt) in [
             ("baseline.optimizer", &self.baseline.optimizer),
             ("pretrain.optimizer", &self.pretrain.optimizer),
@@ -906,6 +946,13 @@ mod tests {
         for (set, key) in [
             ("loss.temperature=0", "loss.temperature"),
             ("pretrain.epochs=0", "pretrain.epochs"),
+            ("finetune.batch_size=0", "finetune.batch_size"),
+            ("baseline.batch_size=0", "baseline.batch_size"),
+            ("baseline.head=\"probe\"", "baseline.head"),
+            (
+                "baseline.freeze_batch_norm=true",
+                "baseline.freeze_batch_norm",
+            ),
             (
                 "augment.contrastive.min_area=1.5",
                 "augment.contrastive.min_area",

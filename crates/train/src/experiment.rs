@@ -6,8 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
+use tch::nn::VarStore;
+
 use crate::checkpoint;
-use crate::config::Config;
+use crate::config::{Config, HeadStart};
 use crate::error::{Result, TrainError};
 use crate::fit::{self, Observer, Phase, Position};
 use crate::metrics::History;
@@ -54,9 +56,10 @@ pub fn pretrain(
     Ok(h)
 }
 
-/// Fine-tunes the encoder in `encoder` (a safetensors file with `encoder.*`) plus a new
-/// Dense(classes); saves `finetuned.safetensors`. A resumed fine-tuning continues only from
-/// the same encoder file contents; after a changed encoder it starts over.
+/// Fine-tunes the encoder in `encoder` (a safetensors file with `encoder.*`) plus a Dense(classes),
+/// new or, with `finetune.head = "probe"`, the linear probe in `linear_probe.safetensors` beside
+/// `encoder`; saves `finetuned.safetensors`. A resumed fine-tuning continues only from the same
+/// encoder file contents; after a changed encoder it starts over.
 pub fn finetune(
     cfg: &Config,
     prep: &Prepared,
@@ -65,7 +68,7 @@ pub fn finetune(
     obs: &mut dyn Observer,
 ) -> Result<History> {
     let mut model = SupervisedModel::new(cfg, prep.classes(), prep.compute, Run::Finetuning)?;
-    checkpoint::load(&model.vs, "encoder", encoder)?;
+    load_start(&model.vs, cfg.finetune.head, encoder)?;
     let source = Source::of(encoder)?;
     let h = train_phase(
         &mut model,
@@ -79,6 +82,27 @@ pub fn finetune(
     let file = dir.file("finetuned.safetensors");
     checkpoint::save(&model.vs, &["encoder", "classifier"], &file)?;
     Ok(h)
+}
+
+/// Loads a fine-tuning's starting point into `vs`: `encoder.*` from `encoder` and, with
+/// [`HeadStart::Probe`], `classifier.*` from the `linear_probe.*` of the
+/// `linear_probe.safetensors` beside it.
+fn load_start(vs: &VarStore, head: HeadStart, encoder: &Path) -> Result<()> {
+    checkpoint::load(vs, "encoder", encoder)?;
+    if head == HeadStart::Probe {
+        let probe = encoder.with_file_name("linear_probe.safetensors");
+        checkpoint::load_renamed(vs, "classifier", &probe, "linear_probe").map_err(|e| match e {
+            TrainError::File { path, problem } => TrainError::File {
+                path,
+                problem: format!(
+                    "{problem} (finetune.head = \"probe\" starts the classifier from the linear \
+                     probe saved beside the encoder)"
+                ),
+            },
+            other => other,
+        })?;
+    }
+    Ok(())
 }
 
 /// The encoder file a resumed fine-tuning in `dir` started from.
@@ -128,7 +152,7 @@ fn train_phase<S: TrainStep>(
         }
         None => (History::new(run.name()), Position::default()),
     };
-    let loader = prep.loader();
+    let loader = prep.loader().with_labeled_batch(run.batch_size(cfg));
     let phase = Phase {
         run: run.name(),
         loader: &loader,
@@ -181,4 +205,60 @@ fn resume_point(
         });
     }
     Ok(Some(saved))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Tensor, nn};
+
+    #[test]
+    fn a_finetuning_starts_its_classifier_new_or_from_the_probe_beside_the_encoder() {
+        let dir = tempfile::tempdir().unwrap();
+        let (enc, probe) = (
+            dir.path().join("encoder.safetensors"),
+            dir.path().join("linear_probe.safetensors"),
+        );
+        let pretrained = nn::VarStore::new(Device::Cpu);
+        let root = pretrained.root();
+        let _w = root.sub("encoder").randn("w", &[3, 2], 0.0, 1.0);
+        let _p = root
+            .sub("linear_probe")
+            .sub("dense")
+            .randn("weight", &[4, 2], 0.0, 1.0);
+        checkpoint::save(&pretrained, &["encoder"], &enc).unwrap();
+        checkpoint::save(&pretrained, &["linear_probe"], &probe).unwrap();
+        let vars = pretrained.variables();
+
+        let fresh = || {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let w = vs.root().sub("encoder").zeros("w", &[3, 2]);
+            let c = vs
+                .root()
+                .sub("classifier")
+                .sub("dense")
+                .zeros("weight", &[4, 2]);
+            (vs, w, c)
+        };
+        let (vs, w, c) = fresh();
+        load_start(&vs, HeadStart::New, &enc).unwrap();
+        assert!(w.equal(&vars["encoder.w"]));
+        assert!(
+            c.equal(&Tensor::zeros([4, 2], tch::kind::FLOAT_CPU)),
+            "a new head stays"
+        );
+        let (vs, w, c) = fresh();
+        load_start(&vs, HeadStart::Probe, &enc).unwrap();
+        assert!(w.equal(&vars["encoder.w"]));
+        assert!(c.equal(&vars["linear_probe.dense.weight"]));
+
+        std::fs::remove_file(&probe).unwrap();
+        let e = load_start(&vs, HeadStart::Probe, &enc)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("linear_probe.safetensors") && e.contains("finetune.head = \"probe\""),
+            "{e}"
+        );
+    }
 }

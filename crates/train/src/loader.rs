@@ -123,6 +123,15 @@ fn index_tensor(positions: impl IntoIterator<Item = usize>, device: Device) -> T
 }
 
 impl<'a> Loader<'a> {
+    /// This loader with `batch` labeled images a step (supervised epochs and test batches),
+    /// where given.
+    pub fn with_labeled_batch(mut self, batch: Option<usize>) -> Self {
+        if let Some(b) = batch {
+            self.plan.labeled_batch = b;
+        }
+        self
+    }
+
     /// Steps of every training epoch for `feed`, and the images of each step that count as its
     /// batch size for `lr_scaling`: `(steps, all images, labeled images)`.
     pub fn epoch_shape(&self, feed: Feed) -> (usize, usize, usize) {

@@ -82,6 +82,22 @@ impl Run {
         }
     }
 
+    /// Its labeled images a step, where configured (supervised runs only; pretraining takes
+    /// the zipped plan's share).
+    pub fn batch_size(self, cfg: &Config) -> Option<usize> {
+        match self {
+            Run::Baseline => cfg.baseline.batch_size,
+            Run::Pretraining => None,
+            Run::Finetuning => cfg.finetune.batch_size,
+        }
+    }
+
+    /// Whether its training steps keep the encoder's BatchNorm statistics as they are
+    /// (`finetune.freeze_batch_norm`).
+    pub(crate) fn freezes_batch_norm(self, cfg: &Config) -> bool {
+        self == Run::Finetuning && cfg.finetune.freeze_batch_norm
+    }
+
     /// The configuration key of [`Run::epochs`] (for messages).
     pub fn epochs_key(self) -> String {
         format!("{}.epochs", self.table())
@@ -126,6 +142,7 @@ mod tests {
                 "baseline.epochs=3".into(),
                 "pretrain.epochs=5".into(),
                 "finetune.epochs=7".into(),
+                "finetune.batch_size=64".into(),
                 "finetune.optimizer.learning_rate=0.5".into(),
             ],
         )
@@ -135,6 +152,7 @@ mod tests {
         }
         assert_eq!(Run::from_name("probe"), None);
         assert_eq!(Run::ALL.map(|r| r.epochs(&cfg)), [3, 5, 7]);
+        assert_eq!(Run::ALL.map(|r| r.batch_size(&cfg)), [None, None, Some(64)]);
         assert_eq!(Run::Finetuning.epochs_key(), "finetune.epochs");
         assert_eq!(Run::Finetuning.optimizer(&cfg).learning_rate, 0.5);
         assert_eq!(Run::Baseline.optimizer(&cfg).learning_rate, 1e-3);

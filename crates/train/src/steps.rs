@@ -366,6 +366,8 @@ pub struct SupervisedModel {
     pub optimizer: Optimizer,
     augmenter: Augmenter,
     compute: Compute,
+    /// The encoder's mode in training steps: `false` with frozen BatchNorm statistics.
+    pub(crate) train_mode: bool,
 }
 
 impl SupervisedModel {
@@ -391,6 +393,7 @@ impl SupervisedModel {
             vs,
             classifier,
             compute,
+            train_mode: !run.freezes_batch_norm(cfg),
         })
     }
 
@@ -405,7 +408,7 @@ impl SupervisedModel {
             to_f32(
                 &self
                     .compute
-                    .autocast(|| self.classifier.forward_t(&x, true)),
+                    .autocast(|| self.classifier.forward_t(&x, self.train_mode)),
             )
         });
         let loss = logits.cross_entropy_for_logits(&labels);

@@ -393,6 +393,31 @@ fn fit_fits_each_optimizers_schedule_to_its_run() {
         Schedule::new(&cfg.baseline.optimizer, want)
     );
     assert_eq!(clf.optimizer.steps(), 24);
+    // `baseline.batch_size = 20`: ceil(64 / 20) = 4 steps an epoch, scaled as batches of 20.
+    let wide = loader.with_labeled_batch(Some(20));
+    let sizes: Vec<usize> = wide
+        .epoch(Feed::Labeled, 1, 0)
+        .unwrap()
+        .map(|b| b.len())
+        .collect();
+    assert_eq!(sizes, [20, 20, 20, 4]);
+    let mut clf = SupervisedModel::new(&cfg, 4, cpu(&cfg), Run::Baseline).unwrap();
+    let phase = Phase {
+        loader: &wide,
+        ..phase("baseline", Feed::Labeled, 3)
+    };
+    fit::fit_fresh(&mut clf, &phase, &mut Silent).unwrap();
+    let want = RunLength {
+        steps_per_epoch: 4,
+        epochs: 3,
+        batch: 20,
+    };
+    assert_eq!(
+        *clf.optimizer.schedule(),
+        Schedule::new(&cfg.baseline.optimizer, want)
+    );
+    assert_eq!(clf.optimizer.steps(), 12);
+    assert_eq!(loader.with_labeled_batch(None).plan, loader.plan);
 }
 
 #[test]
@@ -619,6 +644,20 @@ fn a_resnet_encoders_batch_norm_trains_only_where_the_example_trains() {
         !stats(&clf.vs).equal(&before),
         "a supervised step trains BatchNorm"
     );
+    // `finetune.freeze_batch_norm`: the statistics stay, the weights (BatchNorm's own included)
+    // still learn.
+    cfg.finetune.freeze_batch_norm = true;
+    let mut frozen = SupervisedModel::new(&cfg, 2, cpu(&cfg), Run::Finetuning).unwrap();
+    let weight = "encoder.layer3.0.bn2.weight";
+    let (stats_before, w_before) = (stats(&frozen.vs), frozen.vs.variables()[weight].copy());
+    let _ = frozen.step(&images, &batch.labels).unwrap();
+    assert!(stats(&frozen.vs).equal(&stats_before), "frozen statistics");
+    assert!(
+        !frozen.vs.variables()[weight].equal(&w_before),
+        "BatchNorm still learns"
+    );
+    let baseline = SupervisedModel::new(&cfg, 2, cpu(&cfg), Run::Baseline).unwrap();
+    assert!(baseline.train_mode, "only fine-tuning freezes");
 }
 
 /// A BatchNorm head's running statistics move in training and travel with the snapshot that
