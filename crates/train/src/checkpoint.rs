@@ -45,10 +45,9 @@ pub fn load(vs: &VarStore, prefix: &str, path: &Path) -> Result<usize> {
     load_renamed(vs, prefix, path, prefix)
 }
 
-/// [`load`], reading each variable `prefix.x` of `vs` from `stored.x` in the file (the linear
-/// probe's `linear_probe.dense.*` into a classifier's `classifier.dense.*`, say).
-pub fn load_renamed(vs: &VarStore, prefix: &str, path: &Path, stored: &str) -> Result<usize> {
-    let file_prefix = stored;
+/// [`load`], reading each variable `prefix.x` of `vs` from `file_prefix.x` in the file (the
+/// linear probe's `linear_probe.dense.*` into a classifier's `classifier.dense.*`, say).
+pub fn load_renamed(vs: &VarStore, prefix: &str, path: &Path, file_prefix: &str) -> Result<usize> {
     let stored = Tensor::read_safetensors(path)
         .map_err(|e| TrainError::file(path, format!("cannot read checkpoint: {e}")))?;
     let stored: std::collections::HashMap<String, Tensor> = stored.into_iter().collect();

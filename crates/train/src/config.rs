@@ -318,8 +318,8 @@ pub enum HeadStart {
     #[default]
     New,
     /// Fine-tuning only: the linear probe trained during pretraining, read from the
-    /// `linear_probe.safetensors` beside the encoder file. Linear probing then fine-tuning
-    /// (Kumar et al., 2022) keeps a random head's first gradients from distorting the features.
+    /// `linear_probe.safetensors` beside the encoder file: linear probing then fine-tuning
+    /// (Kumar et al., 2022), so that a random head's first gradients do not reach the features.
     Probe,
 }
 
@@ -329,7 +329,7 @@ pub enum HeadStart {
 pub struct SupervisedConfig {
     pub epochs: usize,
     /// Labeled images a step; unset, the example's labeled share of `data.batch_size` (25 of
-    /// STL-10's 525). BatchNorm encoders fine-tune better on more than that share's handful.
+    /// STL-10's 525; 8-9 of 512 for 1,000 Fashion-MNIST labels).
     pub batch_size: Option<usize>,
     /// `new` or, for `[finetune]`, `probe`.
     pub head: HeadStart,
