@@ -381,18 +381,25 @@ fn fit_fits_each_optimizers_schedule_to_its_run() {
     let probe = Schedule::new(&cfg.pretrain.probe_optimizer, run(8));
     assert_eq!(*m.probe_optimizer.schedule(), probe);
     assert!((probe.rate(5) - 1e-3 * 8f64.sqrt()).abs() < 1e-15);
-    let mut clf = SupervisedModel::new(&cfg, 4, cpu(&cfg), Run::Baseline).unwrap();
-    fit::fit_fresh(&mut clf, &phase("baseline", Feed::Labeled, 3), &mut Silent).unwrap();
-    let want = RunLength {
-        steps_per_epoch: 8,
-        epochs: 3,
-        batch: 8,
+    // Three baseline epochs on `loader`: the schedule fitted to them, and the steps taken.
+    let baseline = |loader: &Loader| {
+        let mut clf = SupervisedModel::new(&cfg, 4, cpu(&cfg), Run::Baseline).unwrap();
+        let phase = Phase {
+            loader,
+            ..phase("baseline", Feed::Labeled, 3)
+        };
+        fit::fit_fresh(&mut clf, &phase, &mut Silent).unwrap();
+        (*clf.optimizer.schedule(), clf.optimizer.steps())
     };
-    assert_eq!(
-        *clf.optimizer.schedule(),
-        Schedule::new(&cfg.baseline.optimizer, want)
-    );
-    assert_eq!(clf.optimizer.steps(), 24);
+    let supervised = |steps_per_epoch, batch| {
+        let length = RunLength {
+            steps_per_epoch,
+            epochs: 3,
+            batch,
+        };
+        Schedule::new(&cfg.baseline.optimizer, length)
+    };
+    assert_eq!(baseline(&loader), (supervised(8, 8), 24));
     // `baseline.batch_size = 20`: ceil(64 / 20) = 4 steps an epoch, scaled as batches of 20.
     let wide = loader.with_labeled_batch(Some(20));
     let sizes: Vec<usize> = wide
@@ -401,22 +408,7 @@ fn fit_fits_each_optimizers_schedule_to_its_run() {
         .map(|b| b.len())
         .collect();
     assert_eq!(sizes, [20, 20, 20, 4]);
-    let mut clf = SupervisedModel::new(&cfg, 4, cpu(&cfg), Run::Baseline).unwrap();
-    let phase = Phase {
-        loader: &wide,
-        ..phase("baseline", Feed::Labeled, 3)
-    };
-    fit::fit_fresh(&mut clf, &phase, &mut Silent).unwrap();
-    let want = RunLength {
-        steps_per_epoch: 4,
-        epochs: 3,
-        batch: 20,
-    };
-    assert_eq!(
-        *clf.optimizer.schedule(),
-        Schedule::new(&cfg.baseline.optimizer, want)
-    );
-    assert_eq!(clf.optimizer.steps(), 12);
+    assert_eq!(baseline(&wide), (supervised(4, 20), 12));
     assert_eq!(loader.with_labeled_batch(None).plan, loader.plan);
 }
 
