@@ -4,7 +4,7 @@
 #      linked as .libtorch (what .cargo/config.toml points LIBTORCH at);
 #   2. Debian's dataset-fashion-mnist, the real data set the quick-start config uses;
 #   3. the release binary target/release/simclr-cli.
-# Options: --no-build (skip step 3). LIBTORCH=/path/to/libtorch skips step 1 (see README).
+# Options: --no-build (skip step 3). LIBTORCH=/path/to/libtorch skips step 1 (see docs/setup.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use train::fuzzing::Classifier;
+use test_support::fuzzing::Classifier;
 
 struct Target {
     dir: tempfile::TempDir,

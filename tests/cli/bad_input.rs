@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use stl10_data::fixtures::{write_idx, write_idx_set, write_stl10};
+use test_support::fixtures::{write_idx, write_idx_set, write_stl10};
 
 use crate::util::{ok, root_set, stderr};
 
@@ -77,7 +77,7 @@ fn idx_with(tmp: &Path, tag: &str, file: &str, bytes: Vec<u8>) -> Vec<String> {
 fn cifar_with(tmp: &Path, tag: &str, file: &str, bytes: Vec<u8>) -> Vec<String> {
     use stl10_data::cifar::CIFAR10;
     let root = tmp.join(tag);
-    stl10_data::fixtures::write_cifar(&root, &CIFAR10, 2, 4, false).unwrap();
+    test_support::fixtures::write_cifar(&root, &CIFAR10, 2, 4, false).unwrap();
     std::fs::write(root.join(CIFAR10.folder).join(file), bytes).unwrap();
     vec![
         "--set".into(),
@@ -832,6 +832,10 @@ fn every_bad_input_exits_1_naming_the_culprit_without_a_panic() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs --features cli/test-hooks"
+)]
 fn a_panic_is_reported_as_a_bug_in_one_line_with_exit_2() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_simclr-cli"))
         .arg("info")

@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use stl10_data::fixtures::{pixel_value, write_stl10};
+use test_support::fixtures::{pixel_value, write_stl10};
 
 use crate::util::{ok, root_set, run, stderr};
 
@@ -157,7 +157,7 @@ fn with_data_dir(data: &Path, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn download_unpacks_where_data_root_looks_by_default_and_resumes() {
-    use stl10_data::fixtures::{HttpServer, md5_hex, stl10_archive};
+    use test_support::fixtures::{HttpServer, md5_hex, stl10_archive};
     let scratch = tempfile::tempdir().unwrap();
     let body = stl10_archive(scratch.path(), "stl10_binary").unwrap();
     let server = HttpServer::start(body.clone(), 2, Some(body.len() / 3));
@@ -258,7 +258,7 @@ fn inspect_reports_channel_statistics_and_draws_a_contact_sheet() {
 #[test]
 fn cifar_archives_are_read_without_unpacking_and_pretrain_with_held_back_labels() {
     use stl10_data::cifar::CIFAR10;
-    use stl10_data::fixtures::write_cifar;
+    use test_support::fixtures::write_cifar;
     let dir = tempfile::tempdir().unwrap();
     write_cifar(dir.path(), &CIFAR10, 8, 10, true).unwrap();
     let sets = [

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array1, Array2};
-use stl10_data::fixtures::{label_of, write_stl10};
+use test_support::fixtures::{label_of, write_stl10};
 
 use crate::util::{ok, root_set, run, stderr, stdout};
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use stl10_data::fixtures::write_stl10;
+use test_support::fixtures::write_stl10;
 
 use crate::util::{ok, root_set, run, stderr};
 
@@ -143,6 +143,10 @@ fn ctrl_c_saves_a_checkpoint_mid_epoch_and_resume_finishes_the_run() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs --features cli/test-hooks"
+)]
 fn a_run_killed_while_writing_a_checkpoint_resumes_from_the_previous_one() {
     let dir = tempfile::tempdir().unwrap();
     let sets = fixture(dir.path());

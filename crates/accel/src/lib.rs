@@ -11,8 +11,6 @@
 //! - [`set_cuda_sync_debug`]: libtorch's CUDA synchronisation check (`torch.cuda.set_sync_debug_mode`),
 //!   which makes any host synchronisation an error, for tests of a sync-free step.
 //! - [`tune_allocator`]: keep glibc from returning libtorch's large buffers to the kernel every step.
-//! - [`cuda_for_tests`]: the project's rule for tests that need a GPU (skip, or fail where one is
-//!   required).
 //!
 //! ```
 //! use accel::Precision;
@@ -280,22 +278,4 @@ pub fn to_f32(t: &Tensor) -> Tensor {
     } else {
         t.to_kind(Kind::Float)
     }
-}
-
-/// Whether a test that needs CUDA should run: true with a CUDA device; without one, false (the
-/// test skips, saying so on stderr), unless `SIMCLR_REQUIRE_CUDA` is set, as
-/// `scripts/gpu-check.sh` sets it on a GPU machine, where a missing device is a failure.
-///
-/// # Panics
-/// When `SIMCLR_REQUIRE_CUDA` is set and libtorch sees no CUDA device.
-pub fn cuda_for_tests() -> bool {
-    if tch::Cuda::is_available() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("SIMCLR_REQUIRE_CUDA").is_none(),
-        "CUDA required (SIMCLR_REQUIRE_CUDA) but libtorch sees no CUDA device"
-    );
-    eprintln!("skipped: no CUDA device");
-    false
 }

@@ -89,7 +89,7 @@ fn the_cuda_sync_check_can_be_switched() {
 
 #[test]
 fn the_sync_check_catches_a_host_read_on_cuda() {
-    if !accel::cuda_for_tests() {
+    if !test_support::cuda_for_tests() {
         return;
     }
     let x = Tensor::ones([4], (Kind::Float, Device::Cuda(0)));
@@ -106,7 +106,7 @@ fn the_sync_check_catches_a_host_read_on_cuda() {
 
 #[test]
 fn bf16_autocast_on_cuda_and_pinned_uploads() {
-    if !accel::cuda_for_tests() {
+    if !test_support::cuda_for_tests() {
         return;
     }
     let dev = Device::Cuda(0);

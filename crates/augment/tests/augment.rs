@@ -300,7 +300,7 @@ fn invalid_settings_name_the_field() {
 
 #[test]
 fn cpu_and_cuda_agree_for_the_same_parameters() {
-    if !accel::cuda_for_tests() {
+    if !test_support::cuda_for_tests() {
         return;
     }
     let x = pattern(8, 96, 96);

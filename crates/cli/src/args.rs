@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use train::RuntimeFlags;
 use train::config::{DeviceChoice, PrecisionChoice};
 
 #[derive(Debug, Parser)]
@@ -58,22 +59,14 @@ impl RunArgs {
 }
 
 impl GlobalArgs {
-    /// `--set` plus the shorthand flags, as overrides in command-line order.
-    pub fn overrides(&self) -> Vec<String> {
-        let mut sets = self.sets.clone();
-        if let Some(d) = self.device {
-            sets.push(format!("runtime.device=\"{}\"", d));
+    /// The typed shorthand flags, applied after `--set`.
+    pub fn runtime_flags(&self) -> RuntimeFlags {
+        RuntimeFlags {
+            device: self.device,
+            precision: self.precision,
+            threads: self.threads,
+            seed: self.seed,
         }
-        if let Some(p) = self.precision {
-            sets.push(format!("runtime.precision=\"{}\"", p));
-        }
-        if let Some(t) = self.threads {
-            sets.push(format!("runtime.threads={t}"));
-        }
-        if let Some(s) = self.seed {
-            sets.push(format!("runtime.seed={s}"));
-        }
-        sets
     }
 }
 

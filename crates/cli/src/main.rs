@@ -5,7 +5,6 @@ mod commands;
 mod progress;
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -14,8 +13,11 @@ use tracing_subscriber::EnvFilter;
 use args::{Cli, Command, DataCommand, RunArgs};
 use commands::train::Phases;
 use progress::Progress;
+use train::{Config, Recorded};
 
-/// Set, makes the binary panic at start, so a test can check the panic hook. Not for users.
+/// Set, makes the binary panic at start, so a test can check the panic hook. Only in builds with
+/// the `test-hooks` feature.
+#[cfg(feature = "test-hooks")]
 const PANIC_ENV: &str = "SIMCLR_TEST_PANIC";
 
 /// Exit status of a run stopped by Ctrl-C or SIGTERM after saving its checkpoint.
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
         eprintln!("internal error, a bug in simclr-cli (please report it): {msg}{at}");
         std::process::exit(2);
     }));
+    #[cfg(feature = "test-hooks")]
     if std::env::var_os(PANIC_ENV).is_some() {
         panic!("{PANIC_ENV} is set\nsecond line");
     }
@@ -82,38 +85,32 @@ fn message(err: &anyhow::Error) -> String {
 }
 
 /// The configuration: `--config` (or, with `--resume` and no `--config`, the run folder's
-/// `config.toml`), then `--set` and the shorthand flags.
-fn load_config(cli: &Cli) -> anyhow::Result<train::Config> {
-    let resumed = cli.command.run_args().and_then(|r| r.resume.as_ref());
-    let base: Option<PathBuf> = match (&cli.global.config, resumed) {
-        (Some(c), _) => Some(c.clone()),
-        (None, Some(dir)) => {
-            let saved = dir.join("config.toml");
-            if !saved.is_file() {
-                anyhow::bail!(train::TrainError::Resume {
-                    path: dir.clone(),
-                    problem: "not a run folder (no config.toml)".into(),
-                });
-            }
-            Some(saved)
+/// `config.toml`), then `--set` and the typed flags; and the resumed run folder's recorded
+/// configuration, read once.
+fn load_config(cli: &Cli) -> anyhow::Result<(Config, Option<Recorded>)> {
+    let (sets, flags) = (&cli.global.sets, cli.global.runtime_flags());
+    let resumed = cli.command.run_args().and_then(|r| r.resume.as_deref());
+    let recorded = resumed.map(Recorded::read).transpose()?;
+    let cfg = match (&cli.global.config, &recorded) {
+        (Some(file), _) => Config::load_with(Some(file), sets, &flags)?,
+        (None, Some(recorded)) => recorded.config.overridden(sets, &flags)?,
+        (None, None) => {
+            let beside_model = cli
+                .command
+                .model_file()
+                .and_then(|f| f.parent())
+                .map(|d| d.join("config.toml"))
+                .filter(|c| c.is_file());
+            Config::load_with(beside_model.as_deref(), sets, &flags)?
         }
-        (None, None) => cli
-            .command
-            .model_file()
-            .and_then(|f| f.parent())
-            .map(|d| d.join("config.toml"))
-            .filter(|c| c.is_file()),
     };
-    Ok(train::Config::load(
-        base.as_deref(),
-        &cli.global.overrides(),
-    )?)
+    Ok((cfg, recorded))
 }
 
 /// Loads the configuration and the runtime, then hands each subcommand to its function: one
 /// flat match, one arm per subcommand, so that what every command does is read in one place.
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let cfg = load_config(&cli)?;
+    let (cfg, mut recorded) = load_config(&cli)?;
     let device = train::runtime::init(&cfg.runtime)?;
     tracing::debug!(device = %train::runtime::describe(device), "runtime ready");
     let quiet = cli.global.quiet;
@@ -122,8 +119,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         progress::stop_on_signals();
         Progress::new(!no_progress && std::io::stderr().is_terminal(), quiet)
     };
-    let train = |phases: Phases, run: &RunArgs| {
-        commands::train::run(&cfg, device, phases, run, &mut progress(run.no_progress))
+    let mut train = |phases: Phases, run: &RunArgs| {
+        let resumed = recorded.take();
+        commands::train::run(
+            &cfg,
+            device,
+            phases,
+            run,
+            resumed,
+            &mut progress(run.no_progress),
+        )
     };
     match cli.command {
         Command::Experiment(run) => train(Phases::All, &run),
@@ -168,7 +173,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let labels = labels_out.unwrap_or_else(|| out.with_file_name("labels.npy"));
             let picture = out.with_file_name("embedding.png");
-            let export = train::embed::Export {
+            let export = evaluate::embed::Export {
                 split: &split,
                 features: &out,
                 labels: &labels,
@@ -187,7 +192,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!(
                 "simclr-cli {}\n{}",
                 env!("CARGO_PKG_VERSION"),
-                train::runtime::report(&cfg, device)
+                train::runtime::report(&train::runtime::Compute::new(&cfg, device))
             );
             Ok(())
         }

@@ -3,7 +3,8 @@
 
 use criterion::{Criterion, Throughput, criterion_group};
 use seeds::{Stream, permutation};
-use stl10_data::{DataConfig, fixtures::write_stl10, load};
+use stl10_data::{DataConfig, load};
+use test_support::fixtures::write_stl10;
 
 fn gather(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");

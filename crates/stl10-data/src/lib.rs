@@ -1,6 +1,9 @@
-//! Data layer of simclr-rs: readers for STL-10's binary files, image folders and IDX files, all
-//! handing over one [`Dataset`] of uint8 `[N, 3, S, S]` images with int64 labels, and the Keras
-//! SimCLR example's batching (one unlabeled batch zipped with one labeled batch per step).
+//! Data layer of simclr-rs: readers for STL-10's binary files, image folders, IDX files and
+//! CIFAR-10/100's binary versions, all handing over one [`Dataset`] of uint8 `[N, 3, S, S]` images
+//! with int64 labels; the Keras SimCLR example's batching (one unlabeled batch zipped with one
+//! labeled batch per step); PNG export and per-channel statistics (`export_png`, `inspect`); and,
+//! behind the `download` feature, the STL-10 download. Fixture writers for tests are in the
+//! dev-only `test-support` crate.
 //!
 //! ```no_run
 //! use stl10_data::{load, BatchPlan, DataConfig, ZippedEpoch};
@@ -17,9 +20,6 @@ mod config;
 pub mod download;
 mod error;
 mod export;
-/// Writers of small data sets in the official formats (tests, benches, demos).
-#[cfg(feature = "fixtures")]
-pub mod fixtures;
 pub mod folder;
 pub mod idx;
 mod image_file;

@@ -1,7 +1,7 @@
 use std::collections::HashSet;
 
-use stl10_data::fixtures::write_stl10;
 use stl10_data::{BatchPlan, DataConfig, LabeledEpoch, ZippedEpoch, load};
+use test_support::fixtures::write_stl10;
 
 #[test]
 fn the_keras_example_gives_200_steps_of_500_plus_25() {

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use stl10_data::cifar::{CIFAR10, CIFAR100, Layout};
-use stl10_data::fixtures::{cifar100_label_of, label_of, pixel_value, write_cifar};
 use stl10_data::{DataConfig, DataKind, load};
+use test_support::fixtures::{cifar100_label_of, label_of, pixel_value, write_cifar};
 
 fn cfg(root: &Path, kind: DataKind) -> DataConfig {
     DataConfig {

@@ -5,8 +5,8 @@
 use std::net::TcpListener;
 
 use stl10_data::download::{Archive, Outcome, Quiet, download};
-use stl10_data::fixtures::{HttpServer, md5_hex, stl10_archive};
 use stl10_data::{DataConfig, DataError, load};
+use test_support::fixtures::{HttpServer, md5_hex, stl10_archive};
 
 fn archive(url: &str, md5: &str) -> Archive {
     Archive {

@@ -1,7 +1,7 @@
 use std::path::Path;
 
-use stl10_data::fixtures::{label_of, pixel_value, write_idx, write_idx_set};
 use stl10_data::{DataConfig, DataKind, load};
+use test_support::fixtures::{label_of, pixel_value, write_idx, write_idx_set};
 
 fn cfg(root: &Path, size: usize) -> DataConfig {
     DataConfig {

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use stl10_data::fixtures::write_idx;
 use stl10_data::{DataConfig, DataKind, load};
+use test_support::fixtures::write_idx;
 
 /// A `w` x `h` PNG whose every pixel and channel differs: `(17x + 29y + 71c) mod 256`.
 fn patterned(w: u32, h: u32) -> (Vec<u8>, image::RgbImage) {

@@ -1,9 +1,9 @@
 //! Label budgets and single-image preparation: what the sweep and `predict` rely on.
 
-use stl10_data::fixtures::write_idx_set;
 use stl10_data::{
     DataConfig, DataKind, keep_labeled_per_class, load, load_image, per_class_selection,
 };
+use test_support::fixtures::write_idx_set;
 
 #[test]
 fn per_class_budgets_are_nested_balanced_and_match_labeled_per_class() {

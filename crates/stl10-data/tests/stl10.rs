@@ -1,8 +1,8 @@
 use std::path::Path;
 
-use stl10_data::fixtures::{label_of, pixel_value, write_stl10};
 use stl10_data::{DataConfig, DataKind, load};
 use tch::Kind;
+use test_support::fixtures::{label_of, pixel_value, write_stl10};
 
 fn cfg(root: &Path) -> DataConfig {
     DataConfig {

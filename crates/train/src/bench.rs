@@ -167,7 +167,7 @@ pub fn run(cfg: &Config, device: Device, steps: usize, warmup: usize) -> Result<
         seed: cfg.runtime.seed,
         resident: resident.as_ref(),
     };
-    let mut model = ContrastiveModel::new(cfg, classes as i64, compute)?;
+    let mut model = ContrastiveModel::new(&cfg.pretraining(), classes as i64, compute)?;
     let pretrain = timed(warmup, steps, device, |n| {
         run_steps(&mut model, &loader, Feed::Zipped, n)
     })?;
@@ -186,7 +186,7 @@ pub fn run(cfg: &Config, device: Device, steps: usize, warmup: usize) -> Result<
         Ok(())
     })?;
 
-    let mut clf = SupervisedModel::new(cfg, classes as i64, compute, crate::run::Run::Baseline)?;
+    let mut clf = SupervisedModel::new(&cfg.supervised_baseline(), classes as i64, compute)?;
     // A supervised step is about 40x shorter: time 20x as many, so both spans are seconds long.
     let supervised = timed(warmup, steps * SUPERVISED_STEPS_PER_STEP, device, |n| {
         run_steps(&mut clf, &loader, Feed::Labeled, n)

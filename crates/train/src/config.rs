@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use augment::{AugmentConfig, Preset, SimclrConfig};
 use losses::ContrastiveLossKind;
+pub use optim::{AdamRule, LrScaling, LrSchedule, OptimizerConfig, OptimizerKind};
 use serde::{Deserialize, Serialize};
 use stl10_data::DataConfig;
 
@@ -109,6 +110,33 @@ pub enum ViewPreset {
     Simclr,
 }
 
+/// The command line's typed runtime flags (`--device`, `--precision`, `--threads`, `--seed`):
+/// each one given replaces its `[runtime]` key after the file and every `--set`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RuntimeFlags {
+    pub device: Option<DeviceChoice>,
+    pub precision: Option<PrecisionChoice>,
+    pub threads: Option<usize>,
+    pub seed: Option<u64>,
+}
+
+impl RuntimeFlags {
+    fn apply(&self, runtime: &mut RuntimeConfig) {
+        if let Some(d) = self.device {
+            runtime.device = d;
+        }
+        if let Some(p) = self.precision {
+            runtime.precision = p;
+        }
+        if self.threads.is_some() {
+            runtime.threads = self.threads;
+        }
+        if let Some(s) = self.seed {
+            runtime.seed = s;
+        }
+    }
+}
+
 /// The `[augment]` table: the strong and the weak preset, and the SimCLR paper's transform.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -158,7 +186,8 @@ pub struct ModelConfig {
     /// and the projection size when `projection_width` is unset (for either encoder).
     pub width: i64,
     /// Convolutions, their weights, gradients, Adam moments and the augmenter's output in
-    /// channels-last memory format (same values; faster with oneDNN and cuDNN, see README).
+    /// channels-last memory format (same values; faster with oneDNN and cuDNN, see
+    /// docs/performance.md).
     pub channels_last: bool,
     /// Dense layers of the projection head (the example's: 2).
     pub projection_layers: usize,
@@ -198,115 +227,6 @@ impl Default for LossConfig {
             kind: ContrastiveLossKind::Keras,
             temperature: 0.1,
         }
-    }
-}
-
-/// Where Adam's epsilon sits (see `optim`): Keras's rule (the example's) or PyTorch's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum AdamRule {
-    #[default]
-    Keras,
-    Pytorch,
-}
-
-/// Which update rule an optimizer applies (see `optim`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimizerKind {
-    /// Adam (the example's), with decoupled weight decay.
-    #[default]
-    Adam,
-    /// SGD with momentum (PyTorch's `torch.optim.SGD`), weight decay added to the gradient.
-    Sgd,
-    /// LARS: SGD with momentum whose update of each variable is scaled by the trust ratio
-    /// `trust_coefficient * |w| / |g + wd w|` (You et al. 2017; SimCLR's optimizer).
-    Lars,
-}
-
-/// How the learning rate moves over a run's steps (after any warm-up).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum LrSchedule {
-    /// The same rate every step (the example's).
-    #[default]
-    Constant,
-    /// Half a cosine from the rate down to 0 at the run's last step.
-    Cosine,
-}
-
-/// How the learning rate follows the batch size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum LrScaling {
-    /// `learning_rate` as written.
-    #[default]
-    None,
-    /// `learning_rate * batch / 256` (Goyal et al.; SimCLR with LARS: 0.3 x B / 256).
-    Linear,
-    /// `learning_rate * sqrt(batch)` (SimCLR's small-batch rule: 0.075 x sqrt(B)).
-    Sqrt,
-}
-
-/// An optimizer's settings; defaults are Keras's `Adam()` at a constant rate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OptimizerConfig {
-    /// `adam`, `sgd` or `lars`.
-    pub kind: OptimizerKind,
-    /// The peak rate, before `lr_scaling`.
-    pub learning_rate: f64,
-    /// Adam's moment decays.
-    pub beta1: f64,
-    pub beta2: f64,
-    /// Adam's epsilon.
-    pub epsilon: f64,
-    /// Adam: decoupled (AdamW; Keras's `weight_decay`), `var -= lr * wd * var` per step. SGD and
-    /// LARS: L2, `wd * var` added to the gradient (PyTorch's `SGD`, SimCLR's LARS).
-    pub weight_decay: f64,
-    /// `keras` (the example's update) or `pytorch` (`torch.optim.Adam`/`AdamW`).
-    pub rule: AdamRule,
-    /// SGD and LARS: the momentum of the velocity `v = momentum * v + g`.
-    pub momentum: f64,
-    /// LARS: `eta` of the trust ratio.
-    pub trust_coefficient: f64,
-    /// Leave one-dimensional variables (biases, BatchNorm scales and offsets) out of weight
-    /// decay and of LARS's adaptation; unset: yes for LARS, no otherwise (as the anchors do).
-    pub exclude_bias_and_norm: Option<bool>,
-    /// `constant` or `cosine` (to 0 at the run's last step).
-    pub schedule: LrSchedule,
-    /// Epochs of linear warm-up from 0 to the peak rate (fractions allowed), counted in steps.
-    pub warmup_epochs: f64,
-    /// `none`, `linear` (x batch / 256) or `sqrt` (x sqrt(batch)), with the run's images per
-    /// step (pretraining: `data.batch_size`; the probe and supervised runs: labeled images).
-    pub lr_scaling: LrScaling,
-}
-
-impl Default for OptimizerConfig {
-    fn default() -> Self {
-        OptimizerConfig {
-            kind: OptimizerKind::Adam,
-            learning_rate: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            epsilon: 1e-7,
-            weight_decay: 0.0,
-            rule: AdamRule::Keras,
-            momentum: 0.9,
-            trust_coefficient: 1e-3,
-            exclude_bias_and_norm: None,
-            schedule: LrSchedule::Constant,
-            warmup_epochs: 0.0,
-            lr_scaling: LrScaling::None,
-        }
-    }
-}
-
-impl OptimizerConfig {
-    /// Whether one-dimensional variables skip weight decay and adaptation.
-    pub fn excludes_bias_and_norm(&self) -> bool {
-        self.exclude_bias_and_norm
-            .unwrap_or(self.kind == OptimizerKind::Lars)
     }
 }
 
@@ -396,7 +316,7 @@ pub struct EvalConfig {
     /// Linear evaluation: features per step (all of them when there are fewer).
     pub linear_batch_size: usize,
     /// Linear evaluation: Adam's settings (learning rate 1e-2: measured on Fashion-MNIST, 1e-3
-    /// leaves the probe far from converged; see README).
+    /// leaves the probe far from converged; see docs/results.md).
     pub linear_optimizer: OptimizerConfig,
 }
 
@@ -522,6 +442,15 @@ impl Config {
     /// Reads `path` (or starts from the defaults), applies `sets` (`a.b=value`, the value in
     /// TOML syntax or a bare string) in order, and checks every value.
     pub fn load(path: Option<&Path>, sets: &[String]) -> Result<Config, ConfigError> {
+        Config::load_with(path, sets, &RuntimeFlags::default())
+    }
+
+    /// [`Config::load`], then the command line's typed `flags`, then validation.
+    pub fn load_with(
+        path: Option<&Path>,
+        sets: &[String],
+        flags: &RuntimeFlags,
+    ) -> Result<Config, ConfigError> {
         let text = path
             .map(|p| {
                 std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
@@ -530,13 +459,29 @@ impl Config {
                 })
             })
             .transpose()?;
-        Config::parse(text.as_deref().zip(path), sets)
+        Config::resolve(text.as_deref().zip(path), sets, flags)
     }
 
     /// [`Config::load`] on a file's text (`(text, path)`, the path for messages). A value that
     /// does not fit is blamed on the last `--set` of its key (or of a table around it, or of a
     /// key inside it), else on the file.
     pub fn parse(file: Option<(&str, &Path)>, sets: &[String]) -> Result<Config, ConfigError> {
+        Config::resolve(file, sets, &RuntimeFlags::default())
+    }
+
+    /// This configuration with `sets` and `flags` applied on top, validated: a resumed run's
+    /// recorded configuration as the base of the resumed one.
+    pub fn overridden(&self, sets: &[String], flags: &RuntimeFlags) -> Result<Config, ConfigError> {
+        let table = toml::Table::try_from(self).expect("a Config always serializes");
+        Config::finish(table, None, sets, flags)
+    }
+
+    /// Defaults, then the file, `sets` and `flags`, validated.
+    fn resolve(
+        file: Option<(&str, &Path)>,
+        sets: &[String],
+        flags: &RuntimeFlags,
+    ) -> Result<Config, ConfigError> {
         // Start from every default, so a file or `--set` may give any subset of a table.
         let mut table = toml::Table::try_from(Config::default()).expect("defaults serialize");
         if let Some((text, p)) = file {
@@ -549,11 +494,22 @@ impl Config {
                 })?;
             merge(&mut table, file);
         }
+        Config::finish(table, file, sets, flags)
+    }
+
+    /// `sets` applied to `table`, deserialized, `flags` applied, validated.
+    fn finish(
+        mut table: toml::Table,
+        file: Option<(&str, &Path)>,
+        sets: &[String],
+        flags: &RuntimeFlags,
+    ) -> Result<Config, ConfigError> {
         for set in sets {
             apply_set(&mut table, set)?;
         }
-        let cfg: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+        let mut cfg: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| blame(e.path().to_string(), Box::new(e.into_inner()), file, sets))?;
+        flags.apply(&mut cfg.runtime);
         cfg.validate()?;
         Ok(cfg)
     }
@@ -743,50 +699,6 @@ impl Config {
     /// The configuration as TOML, every key spelled out (what a run folder records).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a Config always serializes")
-    }
-}
-
-impl OptimizerConfig {
-    fn validate(&self) -> Result<(), (&'static str, String)> {
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return Err((
-                "learning_rate",
-                format!("must be > 0, got {}", self.learning_rate),
-            ));
-        }
-        for (field, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
-            if !(0.0..1.0).contains(&b) {
-                return Err((field, format!("must be in [0, 1), got {b}")));
-            }
-        }
-        if !(self.epsilon.is_finite() && self.epsilon > 0.0) {
-            return Err(("epsilon", format!("must be > 0, got {}", self.epsilon)));
-        }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err((
-                "weight_decay",
-                format!("must be >= 0, got {}", self.weight_decay),
-            ));
-        }
-        if !(0.0..1.0).contains(&self.momentum) {
-            return Err((
-                "momentum",
-                format!("must be in [0, 1), got {}", self.momentum),
-            ));
-        }
-        if !(self.trust_coefficient.is_finite() && self.trust_coefficient > 0.0) {
-            return Err((
-                "trust_coefficient",
-                format!("must be > 0, got {}", self.trust_coefficient),
-            ));
-        }
-        if !(self.warmup_epochs.is_finite() && self.warmup_epochs >= 0.0) {
-            return Err((
-                "warmup_epochs",
-                format!("must be >= 0, got {}", self.warmup_epochs),
-            ));
-        }
-        Ok(())
     }
 }
 

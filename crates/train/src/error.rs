@@ -47,14 +47,14 @@ pub enum TrainError {
 }
 
 impl TrainError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         TrainError::Io {
             path: path.into(),
             source,
         }
     }
 
-    pub(crate) fn file(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
+    pub fn file(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
         TrainError::File {
             path: path.into(),
             problem: problem.into(),

@@ -1,6 +1,6 @@
 //! The experiment's phases, each training one [`Run`] into a run folder and leaving its model
 //! files there: `baseline.safetensors`; `encoder`, `projection_head` and `linear_probe`
-//! `.safetensors` (and `embedding.png`); `finetuned.safetensors`. Each phase writes its
+//! `.safetensors`; `finetuned.safetensors`. Each phase writes its
 //! checkpoint in `state/` and its history after every epoch, and continues from the checkpoint
 //! when the folder is resumed.
 
@@ -9,41 +9,47 @@ use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
 
 use crate::checkpoint;
-use crate::config::{Config, HeadStart};
+use crate::config::HeadStart;
 use crate::error::{Result, TrainError};
 use crate::fit::{self, Observer, Phase, Position};
 use crate::metrics::History;
 use crate::prepared::Prepared;
 use crate::run::Run;
 use crate::run_dir::RunDir;
+use crate::settings::{PretrainSettings, SupervisedSettings};
 use crate::state::{self, Loaded, Source};
 use crate::steps::{ContrastiveModel, SupervisedModel, TrainStep};
 
 /// The supervised baseline from a fresh encoder; saves `baseline.safetensors`.
 pub fn baseline(
-    cfg: &Config,
+    s: &SupervisedSettings,
     prep: &Prepared,
     dir: &RunDir,
     obs: &mut dyn Observer,
 ) -> Result<History> {
-    let mut model = SupervisedModel::new(cfg, prep.classes(), prep.compute, Run::Baseline)?;
-    let h = train_phase(&mut model, Run::Baseline, None, cfg, prep, dir, obs)?;
+    let mut model = SupervisedModel::new(s, prep.classes(), prep.compute)?;
+    let h = train_phase(&mut model, s.into(), None, prep, dir, obs)?;
     let file = dir.file("baseline.safetensors");
     checkpoint::save(&model.vs, &["encoder", "classifier"], &file)?;
     Ok(h)
 }
 
 /// Contrastive pretraining with the probe; saves `encoder`, `projection_head` and
-/// `linear_probe` `.safetensors`, and the test split's features as `embedding.png`.
+/// `linear_probe` `.safetensors`.
 pub fn pretrain(
-    cfg: &Config,
+    s: &PretrainSettings,
     prep: &Prepared,
     dir: &RunDir,
     obs: &mut dyn Observer,
 ) -> Result<History> {
-    prep.require_unlabeled(cfg)?;
-    let mut model = ContrastiveModel::new(cfg, prep.classes(), prep.compute)?;
-    let h = train_phase(&mut model, Run::Pretraining, None, cfg, prep, dir, obs)?;
+    prep.require_unlabeled()?;
+    let mut model = ContrastiveModel::new(s, prep.classes(), prep.compute)?;
+    let length = Length {
+        run: Run::Pretraining,
+        epochs: s.epochs,
+        batch_size: None,
+    };
+    let h = train_phase(&mut model, length, None, prep, dir, obs)?;
     for (vs, group) in [
         (&model.vs, "encoder"),
         (&model.vs, "projection_head"),
@@ -51,8 +57,6 @@ pub fn pretrain(
     ] {
         checkpoint::save(vs, &[group], &dir.file(&format!("{group}.safetensors")))?;
     }
-    let encode = |x: &tch::Tensor| tch::nn::ModuleT::forward_t(&model.encoder, x, false);
-    crate::embed::plot_test_split(&prep.compute, encode, &prep.ds, &dir.file("embedding.png"))?;
     Ok(h)
 }
 
@@ -61,24 +65,16 @@ pub fn pretrain(
 /// `encoder`; saves `finetuned.safetensors`. A resumed fine-tuning continues only from the same
 /// encoder file contents; after a changed encoder it starts over.
 pub fn finetune(
-    cfg: &Config,
+    s: &SupervisedSettings,
     prep: &Prepared,
     encoder: &Path,
     dir: &RunDir,
     obs: &mut dyn Observer,
 ) -> Result<History> {
-    let mut model = SupervisedModel::new(cfg, prep.classes(), prep.compute, Run::Finetuning)?;
-    load_start(&model.vs, cfg.finetune.head, encoder)?;
+    let mut model = SupervisedModel::new(s, prep.classes(), prep.compute)?;
+    load_start(&model.vs, s.head, encoder)?;
     let source = Source::of(encoder)?;
-    let h = train_phase(
-        &mut model,
-        Run::Finetuning,
-        Some(source),
-        cfg,
-        prep,
-        dir,
-        obs,
-    )?;
+    let h = train_phase(&mut model, s.into(), Some(source), prep, dir, obs)?;
     let file = dir.file("finetuned.safetensors");
     checkpoint::save(&model.vs, &["encoder", "classifier"], &file)?;
     Ok(h)
@@ -118,27 +114,50 @@ pub fn resumed_encoder(dir: &RunDir) -> Result<PathBuf> {
 }
 
 /// Test loss and accuracy of a classifier checkpoint (`baseline` or `finetuned`).
-pub fn evaluate(cfg: &Config, prep: &Prepared, checkpoint_path: &Path) -> Result<(f64, f64)> {
-    let model = SupervisedModel::new(cfg, prep.classes(), prep.compute, Run::Baseline)?;
+/// `s` gives the encoder's shape and the inference preprocessing.
+pub fn evaluate(
+    s: &SupervisedSettings,
+    prep: &Prepared,
+    checkpoint_path: &Path,
+) -> Result<(f64, f64)> {
+    let model = SupervisedModel::new(s, prep.classes(), prep.compute)?;
     checkpoint::load(&model.vs, "encoder", checkpoint_path)?;
     checkpoint::load(&model.vs, "classifier", checkpoint_path)?;
     fit::evaluate(&model, &prep.loader())
 }
 
-/// Trains `model` as `run` (started from `source`, when not from scratch), from its
+/// What a phase trains for: its run, epochs and labeled images a step.
+#[derive(Debug, Clone, Copy)]
+struct Length {
+    run: Run,
+    epochs: usize,
+    /// None: the zipped plan's labeled share.
+    batch_size: Option<usize>,
+}
+
+impl From<&SupervisedSettings> for Length {
+    fn from(s: &SupervisedSettings) -> Self {
+        Length {
+            run: s.run,
+            epochs: s.epochs,
+            batch_size: s.batch_size,
+        }
+    }
+}
+
+/// Trains `model` for `length` (started from `source`, when not from scratch), from its
 /// checkpoint when the folder is resumed, writing a checkpoint and the history after every
 /// epoch.
 fn train_phase<S: TrainStep>(
     model: &mut S,
-    run: Run,
+    length: Length,
     source: Option<Source>,
-    cfg: &Config,
     prep: &Prepared,
     dir: &RunDir,
     obs: &mut dyn Observer,
 ) -> Result<History> {
-    let states = dir.state_dir();
-    let (history, start) = match resume_point(run, source.as_ref(), cfg, dir)? {
+    let (run, states) = (length.run, dir.state_dir());
+    let (history, start) = match resume_point(length, source.as_ref(), dir)? {
         Some(saved) => {
             saved.restore_into(model)?;
             let pos = &saved.state.position;
@@ -152,12 +171,12 @@ fn train_phase<S: TrainStep>(
         }
         None => (History::new(run.name()), Position::default()),
     };
-    let loader = prep.loader().with_labeled_batch(run.batch_size(cfg));
+    let loader = prep.loader().with_labeled_batch(length.batch_size);
     let phase = Phase {
         run: run.name(),
         loader: &loader,
         feed: run.feed(),
-        epochs: run.epochs(cfg),
+        epochs: length.epochs,
         metrics_every: prep.metrics_every,
     };
     let mut checkpoint = |m: &S, h: &History, p: &Position| {
@@ -170,15 +189,11 @@ fn train_phase<S: TrainStep>(
     fit::fit(model, &phase, history, start, &mut checkpoint, obs)
 }
 
-/// The checkpoint a resumed `run` continues from: none when the folder is not resumed, has
+/// The checkpoint a resumed run continues from: none when the folder is not resumed, has
 /// none, or the run's starting point (`source`) changed since; an error when it holds more
-/// epochs than configured.
-fn resume_point(
-    run: Run,
-    source: Option<&Source>,
-    cfg: &Config,
-    dir: &RunDir,
-) -> Result<Option<Loaded>> {
+/// epochs than `length` says.
+fn resume_point(length: Length, source: Option<&Source>, dir: &RunDir) -> Result<Option<Loaded>> {
+    let run = length.run;
     if !dir.resume {
         return Ok(None);
     }
@@ -193,7 +208,7 @@ fn resume_point(
         );
         return Ok(None);
     }
-    let (epochs, done) = (run.epochs(cfg), saved.state.position.epoch);
+    let (epochs, done) = (length.epochs, saved.state.position.epoch);
     if done > epochs || saved.state.history.epochs.len() != done {
         return Err(TrainError::Resume {
             path: saved.path.clone(),

@@ -8,10 +8,10 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint;
-use crate::config::Config;
 use crate::error::{Result, TrainError};
 use crate::knn::Knn;
 use crate::runtime::Compute;
+use crate::settings::ModelSettings;
 
 /// Images per forward pass: the pretraining step's encoder slice on a CPU, 1,024 on CUDA.
 pub fn batch_size(compute: &Compute) -> usize {
@@ -20,11 +20,7 @@ pub fn batch_size(compute: &Compute) -> usize {
 
 /// Float32 features `[N, D]` on the device of `encode` applied to uint8 `images` `[N,3,S,S]`
 /// (rescaled to [0, 1], in the compute's memory format, under its precision), in batches.
-pub(crate) fn of_images(
-    compute: &Compute,
-    images: &Tensor,
-    encode: impl Fn(&Tensor) -> Tensor,
-) -> Tensor {
+pub fn of_images(compute: &Compute, images: &Tensor, encode: impl Fn(&Tensor) -> Tensor) -> Tensor {
     let batch = batch_size(compute) as i64;
     tch::no_grad(|| {
         let parts: Vec<Tensor> = images
@@ -49,11 +45,7 @@ fn rows(parts: &[Tensor], device: Device) -> Tensor {
 }
 
 /// [`of_images`] over every image of `split`, gathered from host memory batch by batch.
-pub(crate) fn of_split(
-    compute: &Compute,
-    split: &Split,
-    encode: impl Fn(&Tensor) -> Tensor,
-) -> Tensor {
+pub fn of_split(compute: &Compute, split: &Split, encode: impl Fn(&Tensor) -> Tensor) -> Tensor {
     let batch = batch_size(compute);
     let all: Vec<usize> = (0..split.len()).collect();
     let parts: Vec<Tensor> = all
@@ -112,23 +104,21 @@ pub struct FrozenEncoder {
 }
 
 impl FrozenEncoder {
-    /// The encoder of `cfg`'s shape, with `encoder.*` from `path` (an `encoder.safetensors`, or
-    /// any checkpoint holding an encoder: baseline, finetuned) and, when `head` names a file,
-    /// the `projection_head.*` from it.
+    /// The encoder of `shapes`, with `encoder.*` from `path` (an `encoder.safetensors`, or any
+    /// checkpoint holding an encoder: baseline, finetuned) and, when `head` names a file, the
+    /// `projection_head.*` from it.
     pub fn load(
-        cfg: &Config,
+        shapes: &ModelSettings,
         compute: Compute,
         path: &std::path::Path,
         head: Option<&std::path::Path>,
     ) -> Result<Self> {
         let mut vs = nn::VarStore::new(compute.device);
-        let enc_cfg = cfg.encoder_config();
-        let encoder = Encoder::new(&(vs.root() / "encoder"), &enc_cfg)?;
-        let w = enc_cfg.output_dim();
+        let encoder = Encoder::new(&(vs.root() / "encoder"), &shapes.encoder)?;
+        let w = shapes.encoder.output_dim();
         let head = head
             .map(|h| -> Result<ProjectionHead> {
-                let p =
-                    ProjectionHead::new(&(vs.root() / "projection_head"), w, &cfg.head_config())?;
+                let p = ProjectionHead::new(&(vs.root() / "projection_head"), w, &shapes.head)?;
                 checkpoint::load(&vs, "projection_head", h)?;
                 Ok(p)
             })

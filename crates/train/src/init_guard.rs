@@ -5,7 +5,7 @@
 /// Seeds libtorch's generator for one model's initialisation, so each run's initial weights
 /// depend on the configured seed alone, not on what ran before. The returned guard keeps other
 /// threads' models from drawing from the (process-wide) generator until this one is built.
-pub(crate) fn init_seed(seed: u64, stream: seeds::Stream) -> std::sync::MutexGuard<'static, ()> {
+pub fn init_seed(seed: u64, stream: seeds::Stream) -> std::sync::MutexGuard<'static, ()> {
     static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(seeds::torch_seed(seed, stream));

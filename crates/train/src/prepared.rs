@@ -18,6 +18,8 @@ pub struct Prepared {
     pub resident: Option<Resident>,
     pub seed: u64,
     pub metrics_every: usize,
+    /// Where the data came from (`data.root`), for messages.
+    pub root: std::path::PathBuf,
 }
 
 impl Prepared {
@@ -71,14 +73,15 @@ impl Prepared {
             resident,
             seed: cfg.runtime.seed,
             metrics_every: cfg.runtime.metrics_every,
+            root: cfg.data.root.clone(),
         })
     }
 
     /// An error unless the data set has unlabeled images (pretraining needs them).
-    pub fn require_unlabeled(&self, cfg: &Config) -> Result<()> {
+    pub fn require_unlabeled(&self) -> Result<()> {
         if self.ds.unlabeled.is_empty() {
             return Err(TrainError::file(
-                &cfg.data.root,
+                &self.root,
                 "no unlabeled images for pretraining (STL-10: unlabeled_X.bin; folders: \
                  unlabeled/; IDX: set data.labeled_per_class to hold labels back)",
             ));

@@ -3,7 +3,6 @@
 
 use seeds::Stream;
 
-use crate::config::{Config, OptimizerConfig};
 use crate::loader::Feed;
 
 /// One of the experiment's runs.
@@ -73,43 +72,9 @@ impl Run {
         }
     }
 
-    /// Its configured epochs.
-    pub fn epochs(self, cfg: &Config) -> usize {
-        match self {
-            Run::Baseline => cfg.baseline.epochs,
-            Run::Pretraining => cfg.pretrain.epochs,
-            Run::Finetuning => cfg.finetune.epochs,
-        }
-    }
-
-    /// Its labeled images a step, where configured (supervised runs only; pretraining takes
-    /// the zipped plan's share).
-    pub fn batch_size(self, cfg: &Config) -> Option<usize> {
-        match self {
-            Run::Baseline => cfg.baseline.batch_size,
-            Run::Pretraining => None,
-            Run::Finetuning => cfg.finetune.batch_size,
-        }
-    }
-
-    /// Whether its training steps keep the encoder's BatchNorm statistics as they are
-    /// (`finetune.freeze_batch_norm`).
-    pub(crate) fn freezes_batch_norm(self, cfg: &Config) -> bool {
-        self == Run::Finetuning && cfg.finetune.freeze_batch_norm
-    }
-
-    /// The configuration key of [`Run::epochs`] (for messages).
+    /// The configuration key of its epochs (for messages).
     pub fn epochs_key(self) -> String {
         format!("{}.epochs", self.table())
-    }
-
-    /// The optimizer that trains its encoder (pretraining: the `contrastive_optimizer`).
-    pub(crate) fn optimizer(self, cfg: &Config) -> &OptimizerConfig {
-        match self {
-            Run::Baseline => &cfg.baseline.optimizer,
-            Run::Pretraining => &cfg.pretrain.optimizer,
-            Run::Finetuning => &cfg.finetune.optimizer,
-        }
     }
 
     /// The random stream of its initial weights and augmenter.
@@ -135,28 +100,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_round_trip_and_each_run_reads_its_own_table() {
-        let cfg = Config::load(
-            None,
-            &[
-                "baseline.epochs=3".into(),
-                "pretrain.epochs=5".into(),
-                "finetune.epochs=7".into(),
-                "finetune.batch_size=64".into(),
-                "finetune.optimizer.learning_rate=0.5".into(),
-            ],
-        )
-        .unwrap();
+    fn names_round_trip_and_each_run_has_its_metrics_and_feed() {
         for run in Run::ALL {
             assert_eq!(Run::from_name(run.name()), Some(run));
         }
         assert_eq!(Run::from_name("probe"), None);
-        assert_eq!(Run::ALL.map(|r| r.epochs(&cfg)), [3, 5, 7]);
-        assert_eq!(Run::ALL.map(|r| r.batch_size(&cfg)), [None, None, Some(64)]);
         assert_eq!(Run::Finetuning.epochs_key(), "finetune.epochs");
-        assert_eq!(Run::Finetuning.optimizer(&cfg).learning_rate, 0.5);
-        assert_eq!(Run::Baseline.optimizer(&cfg).learning_rate, 1e-3);
         assert_eq!(Run::Pretraining.loss_metric(), "val_p_loss");
         assert_eq!(Run::Finetuning.feed(), Feed::Labeled);
+        assert_eq!(Run::Pretraining.feed(), Feed::Zipped);
     }
 }

@@ -13,6 +13,31 @@ use crate::run::{KNN_METRIC, Run};
 /// The run folder's class names, one per line in label order (what `predict` prints).
 pub const CLASSES_FILE: &str = "classes.txt";
 
+/// The configuration a run folder recorded (its `config.toml`), read once for `--resume`: the
+/// base of the resumed configuration and what that may not contradict.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: PathBuf,
+    pub config: Config,
+}
+
+impl Recorded {
+    /// Reads `path/config.toml`; an error names `path` when it is not a run folder.
+    pub fn read(path: &Path) -> Result<Self> {
+        let file = path.join("config.toml");
+        if !file.is_file() {
+            return Err(TrainError::Resume {
+                path: path.to_path_buf(),
+                problem: "not a run folder (no config.toml)".into(),
+            });
+        }
+        Ok(Recorded {
+            path: path.to_path_buf(),
+            config: Config::load(Some(&file), &[])?,
+        })
+    }
+}
+
 /// A run folder being filled.
 pub struct RunDir {
     pub path: PathBuf,
@@ -37,18 +62,12 @@ impl RunDir {
         Ok(dir)
     }
 
-    /// Continues the run in `path`, whose `config.toml` may differ from `cfg` only in what
-    /// [`Config::resume_conflicts`] allows (epochs, learning rates, runtime); records `cfg`.
-    pub fn resume(path: &Path, cfg: &Config) -> Result<Self> {
-        let saved_path = path.join("config.toml");
-        if !saved_path.is_file() {
-            return Err(TrainError::Resume {
-                path: path.to_path_buf(),
-                problem: "not a run folder (no config.toml)".into(),
-            });
-        }
-        let saved = Config::load(Some(&saved_path), &[])?;
-        let conflicts = cfg.resume_conflicts(&saved);
+    /// Continues the run `recorded` was read from, with `cfg`, which may differ from the
+    /// recorded configuration only in what [`Config::resume_conflicts`] allows (epochs, learning
+    /// rates, runtime); records `cfg`.
+    pub fn resume(recorded: Recorded, cfg: &Config) -> Result<Self> {
+        let conflicts = cfg.resume_conflicts(&recorded.config);
+        let saved_path = recorded.path.join("config.toml");
         if !conflicts.is_empty() {
             return Err(TrainError::Resume {
                 path: saved_path,
@@ -61,7 +80,7 @@ impl RunDir {
         }
         write_file(&saved_path, cfg.to_toml())?;
         Ok(RunDir {
-            path: path.to_path_buf(),
+            path: recorded.path,
             resume: true,
         })
     }

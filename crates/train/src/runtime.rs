@@ -47,8 +47,8 @@ pub(crate) fn resolve_precision(choice: PrecisionChoice, device: Device) -> Prec
 
 /// Input pixels per encoder forward on the CPU when `runtime.encoder_chunk` is not set: 176
 /// views of 96x96 (the STL-10 step's 1,050 views then run as six slices of 175), the fastest
-/// slicing measured on the 2-core development machine (see README). Smaller images get
-/// proportionally more views per slice (32x32: 1,584, so Fashion-MNIST's 1,024 views run as
+/// slicing measured on the 2-core development machine (see docs/performance.md). Smaller images
+/// get proportionally more views per slice (32x32: 1,584, so Fashion-MNIST's 1,024 views run as
 /// one batch).
 pub(crate) const CPU_ENCODER_PIXELS: usize = 176 * 96 * 96;
 
@@ -119,8 +119,9 @@ pub fn describe(device: Device) -> String {
     }
 }
 
-/// What libtorch sees: CUDA, cuDNN, threads, bf16 support, and how `cfg` would run on `device`.
-pub fn report(cfg: &Config, device: Device) -> String {
+/// What libtorch sees: CUDA, cuDNN, threads, bf16 support, and how `compute` runs.
+pub fn report(compute: &Compute) -> String {
+    let device = compute.device;
     format!(
         "cuda available: {}\ncuda devices: {}\ncudnn available: {}\nthreads: {}\n\
          bf16 native on {}: {} (preferred by auto: {})\ndevice: {}\ncompute: {}\n",
@@ -132,7 +133,7 @@ pub fn report(cfg: &Config, device: Device) -> String {
         accel::bf16_native(device),
         accel::bf16_preferred(device),
         describe(device),
-        Compute::new(cfg, device).describe(),
+        compute.describe(),
     )
 }
 

@@ -30,7 +30,9 @@ use crate::steps::{Streams, TrainStep};
 pub const FORMAT: u32 = 1;
 
 /// Set to a file path, makes [`save`] create that file and wait, after writing the tensors and
-/// before the commit, so a test can kill the process mid-checkpoint. Not for users.
+/// before the commit, so a test can kill the process mid-checkpoint. Only in builds with the
+/// `test-hooks` feature, which the shipped binary does not have.
+#[cfg(feature = "test-hooks")]
 pub const PAUSE_BEFORE_COMMIT_ENV: &str = "SIMCLR_TEST_PAUSE_BEFORE_COMMIT";
 
 /// A file a phase started from, by content: a fine-tuning run resumes only from the same
@@ -128,6 +130,7 @@ pub fn save<S: TrainStep>(
     atomic(&path, |tmp| {
         Tensor::write_safetensors(&tensors, tmp).map_err(|e| TrainError::file(tmp, e.to_string()))
     })?;
+    #[cfg(feature = "test-hooks")]
     if let Some(marker) = std::env::var_os(PAUSE_BEFORE_COMMIT_ENV) {
         let _ = std::fs::write(&marker, &name);
         std::thread::sleep(std::time::Duration::from_secs(3600));

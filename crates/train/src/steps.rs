@@ -16,15 +16,39 @@ use tch::nn::{self, Module, ModuleT};
 
 use tch::{Device, Kind, Tensor};
 
-use crate::config::Config;
 use crate::error::Result;
 use crate::init_guard::init_seed;
 use crate::knn::Knn;
 use crate::loader::{Batch, Feed, Loader};
-use crate::optim::{Optimizer, RunLength};
-use crate::run::{KNN_METRIC, Run};
+use crate::run::KNN_METRIC;
 use crate::runtime::Compute;
+use crate::settings::{ModelSettings, PretrainSettings, SupervisedSettings};
+use optim::{Optimizer, RunLength};
 use seeds::Stream;
+
+/// Keras-style summaries of every model of a run's shapes for `classes` classes: encoder,
+/// projection head, linear probe and classifier.
+pub fn summaries(shapes: &ModelSettings, classes: i64) -> Result<String> {
+    // Shapes only; the lock keeps other threads' models from drawing meanwhile.
+    let _init = init_seed(0, Stream::Contrastive);
+    let (vs, probe_vs, clf_vs) = (
+        nn::VarStore::new(Device::Cpu),
+        nn::VarStore::new(Device::Cpu),
+        nn::VarStore::new(Device::Cpu),
+    );
+    let encoder = Encoder::new(&(vs.root() / "encoder"), &shapes.encoder)?;
+    let w = shapes.encoder.output_dim();
+    let head = ProjectionHead::new(&(vs.root() / "projection_head"), w, &shapes.head)?;
+    let probe = LinearProbe::new(&(probe_vs.root() / "linear_probe"), w, classes);
+    let classifier = Classifier::new(&clf_vs.root(), &shapes.encoder, classes)?;
+    Ok(format!(
+        "{}\n{}\n{}\n{}",
+        encoder.summary(),
+        head.summary(),
+        probe.summary(),
+        classifier.summary()
+    ))
+}
 
 /// `[summed cross-entropy, correct predictions]` of `logits` against `labels`, on the device.
 fn ce_sum_and_correct(logits: &Tensor, labels: &Tensor) -> Tensor {
@@ -155,48 +179,35 @@ pub struct ContrastiveModel {
 }
 
 impl ContrastiveModel {
-    pub fn new(cfg: &Config, classes: i64, compute: Compute) -> Result<Self> {
-        let _init = init_seed(cfg.runtime.seed, Stream::Contrastive);
+    pub fn new(s: &PretrainSettings, classes: i64, compute: Compute) -> Result<Self> {
+        let _init = init_seed(s.seed, Stream::Contrastive);
         let device = compute.device;
         let vs = nn::VarStore::new(device);
         let probe_vs = nn::VarStore::new(device);
-        let enc_cfg = cfg.encoder_config();
-        let encoder = Encoder::new(&(vs.root() / "encoder"), &enc_cfg)?;
-        let w = enc_cfg.output_dim();
+        let encoder = Encoder::new(&(vs.root() / "encoder"), &s.model.encoder)?;
+        let w = s.model.encoder.output_dim();
         let projection_head =
-            ProjectionHead::new(&(vs.root() / "projection_head"), w, &cfg.head_config())?;
+            ProjectionHead::new(&(vs.root() / "projection_head"), w, &s.model.head)?;
         let linear_probe = LinearProbe::new(&(probe_vs.root() / "linear_probe"), w, classes);
         // Before the optimizers exist, so that Adam's moments take the kernels' layout.
         encoder.set_memory_format(compute.format);
-        let seed = cfg.runtime.seed;
         let augmenter = |preset: augment::Preset, stream| {
-            Augmenter::new(preset, seeds::seed(seed, stream), device)
+            Augmenter::new(preset, seeds::seed(s.seed, stream), device)
                 .map(|a| a.with_format(compute.format))
         };
         Ok(ContrastiveModel {
-            contrastive_optimizer: Optimizer::new(
-                "contrastive_optimizer",
-                &vs,
-                &cfg.pretrain.optimizer,
-            ),
-            probe_optimizer: Optimizer::new(
-                "probe_optimizer",
-                &probe_vs,
-                &cfg.pretrain.probe_optimizer,
-            ),
+            contrastive_optimizer: Optimizer::new("contrastive_optimizer", &vs, &s.optimizer),
+            probe_optimizer: Optimizer::new("probe_optimizer", &probe_vs, &s.probe_optimizer),
             vs,
             probe_vs,
             encoder,
             projection_head,
             linear_probe,
-            contrastive_augmenter: augmenter(cfg.augment.views(), Stream::Contrastive)?,
-            classification_augmenter: augmenter(
-                cfg.augment.classification.into(),
-                Stream::ProbeAugment,
-            )?,
-            loss: cfg.loss.kind,
-            temperature: cfg.loss.temperature,
-            knn: cfg.eval.knn_monitor.then(|| cfg.eval.knn()),
+            contrastive_augmenter: augmenter(s.views, Stream::Contrastive)?,
+            classification_augmenter: augmenter(s.probe_augment.into(), Stream::ProbeAugment)?,
+            loss: s.loss,
+            temperature: s.temperature,
+            knn: s.knn,
             compute,
         })
     }
@@ -371,29 +382,24 @@ pub struct SupervisedModel {
 }
 
 impl SupervisedModel {
-    /// A fresh classifier for `run` (its optimizer and random stream; `Baseline` or
+    /// A fresh classifier for `s.run` (its optimizer and random stream; `Baseline` or
     /// `Finetuning`). Load pretrained weights with [`crate::checkpoint::load`] before training
     /// (the optimizer only keeps references to the variables, which loading overwrites in
     /// place).
-    pub fn new(cfg: &Config, classes: i64, compute: Compute, run: Run) -> Result<Self> {
-        let stream = run.stream();
-        let _init = init_seed(cfg.runtime.seed, stream);
+    pub fn new(s: &SupervisedSettings, classes: i64, compute: Compute) -> Result<Self> {
+        let stream = s.run.stream();
+        let _init = init_seed(s.seed, stream);
         let vs = nn::VarStore::new(compute.device);
-        let enc_cfg = cfg.encoder_config();
-        let classifier = Classifier::new(&vs.root(), &enc_cfg, classes)?;
+        let classifier = Classifier::new(&vs.root(), &s.encoder, classes)?;
         classifier.encoder.set_memory_format(compute.format);
         Ok(SupervisedModel {
-            optimizer: Optimizer::new("optimizer", &vs, run.optimizer(cfg)),
-            augmenter: Augmenter::new(
-                cfg.augment.classification,
-                seeds::seed(cfg.runtime.seed, stream),
-                compute.device,
-            )?
-            .with_format(compute.format),
+            optimizer: Optimizer::new("optimizer", &vs, &s.optimizer),
+            augmenter: Augmenter::new(s.augment, seeds::seed(s.seed, stream), compute.device)?
+                .with_format(compute.format),
             vs,
             classifier,
             compute,
-            train_mode: !run.freezes_batch_norm(cfg),
+            train_mode: !s.freeze_batch_norm,
         })
     }
 

@@ -33,7 +33,7 @@ fn pretrain(cfg: &Config, ds: &Dataset) -> (Vec<Vec<(String, f64)>>, Vec<u8>) {
     let dir = RunDir::create(out.path(), cfg).unwrap();
     // Unrelated use of the global generator in between must not matter.
     let _ = Tensor::rand([7], (Kind::Float, Device::Cpu));
-    let h = experiment::pretrain(cfg, &prep, &dir, &mut Silent).unwrap();
+    let h = experiment::pretrain(&cfg.pretraining(), &prep, &dir, &mut Silent).unwrap();
     let encoder = std::fs::read(dir.file("encoder.safetensors")).unwrap();
     (h.epochs.into_iter().map(|e| e.metrics).collect(), encoder)
 }

@@ -9,7 +9,7 @@ use train::TrainError;
 use train::fit::{Observer, Silent};
 use train::metrics::History;
 use train::state;
-use train::{Prepared, RunDir, experiment};
+use train::{Prepared, Recorded, RunDir, experiment};
 
 fn config(root: &Path, epochs: usize) -> Config {
     Config::load(
@@ -46,10 +46,35 @@ impl Observer for StopAfter {
     }
 }
 
+/// Records what a run really did: the epochs it started (with their steps) and every step.
+#[derive(Default)]
+struct Counter {
+    /// `(run, epoch, steps of that epoch)` for every epoch started.
+    epochs: Vec<(String, usize, usize)>,
+    /// The 1-based index of every step run, in order.
+    steps: Vec<usize>,
+}
+
+impl Observer for Counter {
+    fn epoch_start(&mut self, run: &str, epoch: usize, _: usize, steps: usize) {
+        self.epochs.push((run.to_string(), epoch, steps));
+    }
+    fn step(&mut self, step: usize, _: &[(&'static str, f64)]) {
+        self.steps.push(step);
+    }
+}
+
 fn all_phases(cfg: &Config, prep: &Prepared, dir: &RunDir, obs: &mut dyn Observer) {
-    experiment::baseline(cfg, prep, dir, obs).unwrap();
-    experiment::pretrain(cfg, prep, dir, obs).unwrap();
-    experiment::finetune(cfg, prep, &dir.file("encoder.safetensors"), dir, obs).unwrap();
+    experiment::baseline(&cfg.supervised_baseline(), prep, dir, obs).unwrap();
+    experiment::pretrain(&cfg.pretraining(), prep, dir, obs).unwrap();
+    experiment::finetune(
+        &cfg.finetuning(),
+        prep,
+        &dir.file("encoder.safetensors"),
+        dir,
+        obs,
+    )
+    .unwrap();
 }
 
 /// The metrics of every epoch (timings differ between runs, the numbers must not).
@@ -101,7 +126,7 @@ fn assert_same_runs(a: &Path, b: &Path, what: &str) {
 fn two_epochs_resumed_to_four_and_a_stopped_run_equal_a_straight_run() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    stl10_data::fixtures::write_idx_set(&data, 60, 20, 28, 28).unwrap();
+    test_support::fixtures::write_idx_set(&data, 60, 20, 28, 28).unwrap();
     let (two, four) = (config(&data, 2), config(&data, 4));
     let prep = Prepared::new(&four, tch::Device::Cpu).unwrap();
     assert!(prep.plan.steps >= 3, "{}", prep.plan.describe());
@@ -122,9 +147,26 @@ fn two_epochs_resumed_to_four_and_a_stopped_run_equal_a_straight_run() {
         &RunDir::create(&resumed, &two).unwrap(),
         &mut Silent,
     );
-    let dir = RunDir::resume(&resumed, &four).unwrap();
-    all_phases(&four, &prep, &dir, &mut Silent);
+    let dir = RunDir::resume(Recorded::read(&resumed).unwrap(), &four).unwrap();
+    let mut counted = Counter::default();
+    all_phases(&four, &prep, &dir, &mut counted);
     assert_same_runs(&straight, &resumed, "2 + 2 epochs");
+    // After the resume only epochs 3 and 4 of the baseline and the pretraining ran, every step
+    // of them once; the fine-tuning started over, since its encoder changed with two more
+    // epochs of pretraining.
+    let started: Vec<(&str, usize)> = counted
+        .epochs
+        .iter()
+        .map(|(run, epoch, _)| (run.as_str(), *epoch))
+        .collect();
+    let want: Vec<(&str, usize)> = ["baseline", "pretraining"]
+        .into_iter()
+        .flat_map(|run| [(run, 3), (run, 4)])
+        .chain((1..=4).map(|epoch| ("finetuning", epoch)))
+        .collect();
+    assert_eq!(started, want, "epochs run after resuming 2 of 4");
+    let steps: Vec<usize> = counted.epochs.iter().flat_map(|&(_, _, n)| 1..=n).collect();
+    assert_eq!(counted.steps, steps, "each resumed epoch's steps, once");
 
     // Stopped in the middle of an epoch of every phase, resumed each time.
     let stopped = tmp.path().join("stopped");
@@ -136,10 +178,12 @@ fn two_epochs_resumed_to_four_and_a_stopped_run_equal_a_straight_run() {
             seen: Cell::new(0),
         };
         let result = match stops {
-            0 => experiment::baseline(&four, &prep, &dir, &mut obs).map(|_| ()),
-            1 => experiment::pretrain(&four, &prep, &dir, &mut obs).map(|_| ()),
+            0 => {
+                experiment::baseline(&four.supervised_baseline(), &prep, &dir, &mut obs).map(|_| ())
+            }
+            1 => experiment::pretrain(&four.pretraining(), &prep, &dir, &mut obs).map(|_| ()),
             _ => experiment::finetune(
-                &four,
+                &four.finetuning(),
                 &prep,
                 &dir.file("encoder.safetensors"),
                 &dir,
@@ -149,7 +193,7 @@ fn two_epochs_resumed_to_four_and_a_stopped_run_equal_a_straight_run() {
         };
         let err = result.unwrap_err();
         assert!(matches!(err, TrainError::Interrupted { .. }), "{err}");
-        dir = RunDir::resume(&stopped, &four).unwrap();
+        dir = RunDir::resume(Recorded::read(&stopped).unwrap(), &four).unwrap();
         let pos = state::load(
             &dir.state_dir(),
             ["baseline", "pretraining", "finetuning"][stops],
@@ -159,26 +203,49 @@ fn two_epochs_resumed_to_four_and_a_stopped_run_equal_a_straight_run() {
         .state
         .position;
         assert!(pos.step > 0, "stopped mid-epoch: {pos:?}");
+        let mut counted = Counter::default();
         match stops {
-            0 => drop(experiment::baseline(&four, &prep, &dir, &mut Silent).unwrap()),
-            1 => drop(experiment::pretrain(&four, &prep, &dir, &mut Silent).unwrap()),
+            0 => drop(
+                experiment::baseline(&four.supervised_baseline(), &prep, &dir, &mut counted)
+                    .unwrap(),
+            ),
+            1 => {
+                drop(experiment::pretrain(&four.pretraining(), &prep, &dir, &mut counted).unwrap())
+            }
             _ => drop(
                 experiment::finetune(
-                    &four,
+                    &four.finetuning(),
                     &prep,
                     &dir.file("encoder.safetensors"),
                     &dir,
-                    &mut Silent,
+                    &mut counted,
                 )
                 .unwrap(),
             ),
         }
+        // The resumed run takes up at the step after the stop and runs only what was left.
+        let per_epoch = counted.epochs[0].2;
+        assert_eq!(
+            counted.epochs[0].1,
+            pos.epoch + 1,
+            "resumed in the stopped epoch"
+        );
+        assert_eq!(
+            counted.steps.first(),
+            Some(&(pos.step + 1)),
+            "first step run"
+        );
+        assert_eq!(
+            counted.steps.len() + pos.epoch * per_epoch + pos.step,
+            4 * per_epoch,
+            "steps run after stopping at {pos:?}"
+        );
     }
     assert_same_runs(&straight, &stopped, "stopped and resumed");
 
     // Lowering the epochs below what a phase has done is refused, naming the key.
-    let dir = RunDir::resume(&resumed, &two).unwrap();
-    let e = experiment::baseline(&two, &prep, &dir, &mut Silent)
+    let dir = RunDir::resume(Recorded::read(&resumed).unwrap(), &two).unwrap();
+    let e = experiment::baseline(&two.supervised_baseline(), &prep, &dir, &mut Silent)
         .unwrap_err()
         .to_string();
     assert!(
@@ -188,7 +255,10 @@ fn two_epochs_resumed_to_four_and_a_stopped_run_equal_a_straight_run() {
     // Another seed is another run.
     let mut other = four.clone();
     other.runtime.seed += 1;
-    let e = RunDir::resume(&resumed, &other).err().unwrap().to_string();
+    let e = RunDir::resume(Recorded::read(&resumed).unwrap(), &other)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         e.contains("runtime.seed") && e.contains("config.toml"),
         "{e}"

@@ -38,7 +38,7 @@ pub fn inspect(cfg: &Config, sheet: Option<(&Path, usize)>) -> Result<()> {
     let ds = stl10_data::load(&cfg.data, cfg.runtime.seed)?;
     print!("{}", stl10_data::inspect(&ds, cfg.data.batch_size));
     if let Some((path, per_class)) = sheet {
-        train::overview::contact_sheet(&ds, per_class, path)?;
+        report::overview::contact_sheet(&ds, per_class, path)?;
         println!("wrote {}", path.display());
     }
     Ok(())

@@ -4,19 +4,19 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
+use evaluate::predict::{self, Predictor};
+use evaluate::sweep::{self, Budget, SweepPlan};
 use tch::Device;
 use train::Config;
 use train::Prepared;
 use train::features::FrozenEncoder;
-use train::predict::{self, Predictor};
 use train::runtime::Compute;
-use train::sweep::{self, Budget, SweepPlan};
 
 use crate::progress::Progress;
 
 pub fn knn(cfg: &Config, device: Device, encoder: &Path) -> Result<()> {
     let prep = Prepared::new(cfg, device)?;
-    let frozen = FrozenEncoder::load(cfg, prep.compute, encoder, None)?;
+    let frozen = FrozenEncoder::load(&cfg.model_shapes(), prep.compute, encoder, None)?;
     let knn = cfg.eval.knn();
     let acc = train::features::knn_accuracy(&prep.compute, &prep.ds, &knn, |x| frozen.forward(x))?;
     println!(
@@ -71,7 +71,7 @@ pub fn folds(
     out: &Path,
     progress: &mut crate::progress::Progress,
 ) -> Result<()> {
-    let rows = train::folds::run(cfg, device, encoder, out, progress)?;
+    let rows = evaluate::folds::run(cfg, device, encoder, out, progress)?;
     println!("folds: {}", out.display());
     println!("fold  finetuned  linear    knn");
     for r in &rows {
@@ -83,8 +83,8 @@ pub fn folds(
             r.knn * 100.0
         );
     }
-    let summary = train::folds::summary(&rows);
-    for ((_, label), (mean, std)) in train::folds::METHODS.iter().zip(summary) {
+    let summary = evaluate::folds::summary(&rows);
+    for ((_, label), (mean, std)) in evaluate::folds::METHODS.iter().zip(summary) {
         println!("{label}: {:.2} ± {:.2}%", mean * 100.0, std * 100.0);
     }
     Ok(())
@@ -95,13 +95,18 @@ pub fn embed(
     device: Device,
     encoder: &Path,
     projection: bool,
-    export: &train::embed::Export,
+    export: &evaluate::embed::Export,
 ) -> Result<()> {
-    train::embed::check_split(export.split)?;
+    evaluate::embed::check_split(export.split)?;
     let head = projection.then(|| encoder.with_file_name("projection_head.safetensors"));
     let ds = stl10_data::load(&cfg.data, cfg.runtime.seed)?;
-    let frozen = FrozenEncoder::load(cfg, Compute::new(cfg, device), encoder, head.as_deref())?;
-    let ([n, d], labeled) = train::embed::export(&frozen, &ds, export)?;
+    let frozen = FrozenEncoder::load(
+        &cfg.model_shapes(),
+        Compute::new(cfg, device),
+        encoder,
+        head.as_deref(),
+    )?;
+    let ([n, d], labeled) = evaluate::embed::export(&frozen, &ds, export)?;
     println!("wrote {} ([{n}, {d}] float32)", export.features.display());
     if labeled {
         println!("wrote {} ([{n}] int64)", export.labels.display());
@@ -120,7 +125,8 @@ pub fn predict(
     top: usize,
     format: &str,
 ) -> Result<()> {
-    let predictor = Predictor::load(cfg, Compute::new(cfg, device), checkpoint)?;
+    let compute = Compute::new(cfg, device);
+    let predictor = Predictor::load(&cfg.encoder_config(), &cfg.data, compute, checkpoint)?;
     let files = predict::image_files(inputs)?;
     let (mut good, mut failed) = (Vec::new(), 0usize);
     for result in predictor.predict(&files, top) {

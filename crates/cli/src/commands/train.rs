@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use tch::Device;
 use train::Config;
-use train::{Prepared, RunDir, experiment, overview, report, run};
+use train::{Prepared, Recorded, RunDir, experiment, run};
 
 use crate::args::RunArgs;
 use crate::progress::Progress;
@@ -27,34 +27,39 @@ pub fn run(
     device: Device,
     phases: Phases,
     args: &RunArgs,
+    recorded: Option<Recorded>,
     progress: &mut Progress,
 ) -> Result<()> {
     // A resumed folder is checked before the data loads; a new one is made after.
-    let resumed = args
-        .resume
-        .as_deref()
-        .map(|path| RunDir::resume(path, cfg))
-        .transpose()?;
+    let resumed = recorded.map(|r| RunDir::resume(r, cfg)).transpose()?;
     let prep = Prepared::new(cfg, device)?;
     if matches!(phases, Phases::All | Phases::Pretrain) {
-        prep.require_unlabeled(cfg)?;
+        prep.require_unlabeled()?;
     }
     let dir = match resumed {
         Some(dir) => dir,
         None => RunDir::create(&args.out, cfg)?,
     };
-    overview::write_overview(cfg, &prep, &dir, 8)?;
+    report::overview::write_overview(cfg, &prep, &dir, 8)?;
     match phases {
         Phases::All => {
-            experiment::baseline(cfg, &prep, &dir, progress)?;
-            experiment::pretrain(cfg, &prep, &dir, progress)?;
-            experiment::finetune(cfg, &prep, &dir.file("encoder.safetensors"), &dir, progress)?;
+            experiment::baseline(&cfg.supervised_baseline(), &prep, &dir, progress)?;
+            experiment::pretrain(&cfg.pretraining(), &prep, &dir, progress)?;
+            report::embedding::of_pretrained(&cfg.model_shapes(), &prep, &dir)?;
+            experiment::finetune(
+                &cfg.finetuning(),
+                &prep,
+                &dir.file("encoder.safetensors"),
+                &dir,
+                progress,
+            )?;
         }
         Phases::Baseline => {
-            experiment::baseline(cfg, &prep, &dir, progress)?;
+            experiment::baseline(&cfg.supervised_baseline(), &prep, &dir, progress)?;
         }
         Phases::Pretrain => {
-            experiment::pretrain(cfg, &prep, &dir, progress)?;
+            experiment::pretrain(&cfg.pretraining(), &prep, &dir, progress)?;
+            report::embedding::of_pretrained(&cfg.model_shapes(), &prep, &dir)?;
         }
         Phases::Finetune { encoder } => {
             let encoder = match encoder {
@@ -62,18 +67,18 @@ pub fn run(
                 None => experiment::resumed_encoder(&dir)?,
             };
             let encoder = encoder.as_path();
-            experiment::finetune(cfg, &prep, encoder, &dir, progress)
+            experiment::finetune(&cfg.finetuning(), &prep, encoder, &dir, progress)
                 .with_context(|| format!("fine-tuning from {}", encoder.display()))?;
         }
     }
     let histories = report::write_report(cfg, &prep, &dir)?;
     println!("run folder: {}", dir.path.display());
-    print_maxima(cfg, &histories);
+    print_maxima(cfg.eval.knn_k, &histories);
     Ok(())
 }
 
 /// The seed's closing lines: the best validation accuracy of each run, and of the kNN monitor.
-fn print_maxima(cfg: &Config, histories: &train::Histories) {
+fn print_maxima(knn_k: usize, histories: &train::Histories) {
     for (run, best) in histories.best_accuracies() {
         println!(
             "Maximal validation accuracy: {:.2}% ({})",
@@ -86,14 +91,14 @@ fn print_maxima(cfg: &Config, histories: &train::Histories) {
             "Maximal kNN accuracy: {:.2}% ({}, k = {})",
             best * 100.0,
             run::KNN_LABEL,
-            cfg.eval.knn_k
+            knn_k
         );
     }
 }
 
 pub fn evaluate(cfg: &Config, device: Device, checkpoint: &Path) -> Result<()> {
     let prep = Prepared::new(cfg, device)?;
-    let (loss, acc) = experiment::evaluate(cfg, &prep, checkpoint)?;
+    let (loss, acc) = experiment::evaluate(&cfg.supervised_baseline(), &prep, checkpoint)?;
     println!("val_loss: {loss:.4} - val_acc: {acc:.4}");
     println!("Validation accuracy: {:.2}%", acc * 100.0);
     Ok(())
@@ -101,7 +106,7 @@ pub fn evaluate(cfg: &Config, device: Device, checkpoint: &Path) -> Result<()> {
 
 pub fn augment_preview(cfg: &Config, count: usize, out: &Path) -> Result<()> {
     let ds = stl10_data::load(&cfg.data, cfg.runtime.seed)?;
-    overview::augmentation_grid(cfg, &ds, count, out)?;
+    report::overview::augmentation_grid(cfg, &ds, count, out)?;
     println!("wrote {}", out.display());
     Ok(())
 }

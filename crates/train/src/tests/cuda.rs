@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use crate::Config;
 use crate::loader::{Feed, Loader, Resident};
-use crate::run::Run;
 use crate::runtime::Compute;
 use crate::steps::{ContrastiveModel, SupervisedModel, TrainStep};
 use accel::SyncDebug;
@@ -68,7 +67,7 @@ fn steps_without_sync<S: TrainStep>(model: &mut S, loader: &Loader, feed: Feed) 
 
 #[test]
 fn cuda_steps_never_wait_for_the_device() {
-    if !accel::cuda_for_tests() {
+    if !test_support::cuda_for_tests() {
         return;
     }
     let _device = CUDA.lock().unwrap_or_else(|e| e.into_inner());
@@ -86,10 +85,10 @@ fn cuda_steps_never_wait_for_the_device() {
                 seed: 1,
                 resident,
             };
-            let mut m = ContrastiveModel::new(&cfg, 4, compute).unwrap();
+            let mut m = ContrastiveModel::new(&cfg.pretraining(), 4, compute).unwrap();
             let sums = steps_without_sync(&mut m, &loader, Feed::Zipped);
             assert!(sums.iter().all(|v| v.is_finite()), "{precision}: {sums:?}");
-            let mut clf = SupervisedModel::new(&cfg, 4, compute, Run::Baseline).unwrap();
+            let mut clf = SupervisedModel::new(&cfg.supervised_baseline(), 4, compute).unwrap();
             let sums = steps_without_sync(&mut clf, &loader, Feed::Labeled);
             assert!(sums.iter().all(|v| v.is_finite()), "{precision}: {sums:?}");
         }
@@ -98,7 +97,7 @@ fn cuda_steps_never_wait_for_the_device() {
 
 #[test]
 fn a_cuda_step_matches_the_cpu_step() {
-    if !accel::cuda_for_tests() {
+    if !test_support::cuda_for_tests() {
         return;
     }
     let _device = CUDA.lock().unwrap_or_else(|e| e.into_inner());
@@ -106,7 +105,8 @@ fn a_cuda_step_matches_the_cpu_step() {
     let images =
         Tensor::randint(256, [12, 3, 32, 32], (Kind::Int64, Device::Cpu)).to_kind(Kind::Uint8);
     let labels = Tensor::from_slice(&[0i64, 1, 2, 3]);
-    let model = |device| ContrastiveModel::new(&cfg, 4, Compute::new(&cfg, device)).unwrap();
+    let model =
+        |device| ContrastiveModel::new(&cfg.pretraining(), 4, Compute::new(&cfg, device)).unwrap();
     let (mut cpu, mut gpu) = (model(Device::Cpu), model(Device::Cuda(0)));
     // Each device initialises from its own generator: give the GPU model the CPU weights.
     tch::no_grad(|| {

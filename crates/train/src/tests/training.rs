@@ -12,7 +12,6 @@ use crate::fit::Position;
 use crate::fit::{self, Observer, Phase, Silent};
 use crate::loader::{Batch, Feed, Loader, Resident};
 use crate::metrics::History;
-use crate::run::Run;
 use crate::run_dir::RunDir;
 use crate::runtime::Compute;
 use crate::steps::{ContrastiveModel, Snapshot, Streams, SupervisedModel, TrainStep};
@@ -115,7 +114,7 @@ fn spans_of(f: impl FnOnce()) -> Vec<&'static str> {
 #[test]
 fn a_pretraining_step_shows_where_its_time_goes_in_spans() {
     let cfg = small_config(32, 8);
-    let mut m = ContrastiveModel::new(&cfg, 3, cpu(&cfg)).unwrap();
+    let mut m = ContrastiveModel::new(&cfg.pretraining(), 3, cpu(&cfg)).unwrap();
     let images = random_images(6, 32);
     let labels = Tensor::from_slice(&[0i64, 1]);
     let names = spans_of(|| {
@@ -157,8 +156,8 @@ fn the_pretraining_step_is_wired_as_the_examples_train_step() {
     let (u, l) = (6, 2);
     let images = random_images(u + l, 32); // the last `l` are the labeled ones
     let labels = Tensor::from_slice(&[2i64, 0]);
-    let mut m = ContrastiveModel::new(&cfg, 3, cpu(&cfg)).unwrap();
-    let mut twin = ContrastiveModel::new(&cfg, 3, cpu(&cfg)).unwrap();
+    let mut m = ContrastiveModel::new(&cfg.pretraining(), 3, cpu(&cfg)).unwrap();
+    let mut twin = ContrastiveModel::new(&cfg.pretraining(), 3, cpu(&cfg)).unwrap();
     assert!(
         changed(&snapshot(&m.vs), &twin.vs).is_empty(),
         "same seed, same init"
@@ -262,18 +261,18 @@ fn finetuning_starts_from_the_saved_encoder_and_the_baseline_from_a_fresh_one() 
     tch::manual_seed(1);
     let cfg = small_config(32, 8);
     let dir = tempfile::tempdir().unwrap();
-    let mut m = ContrastiveModel::new(&cfg, 3, cpu(&cfg)).unwrap();
+    let mut m = ContrastiveModel::new(&cfg.pretraining(), 3, cpu(&cfg)).unwrap();
     let _ = m.contrastive_step(&random_images(6, 32)).unwrap();
     let path = dir.path().join("encoder.safetensors");
     crate::checkpoint::save(&m.vs, &["encoder"], &path).unwrap();
     let pretrained = snapshot(&m.vs);
 
-    let ft = SupervisedModel::new(&cfg, 3, cpu(&cfg), Run::Finetuning).unwrap();
+    let ft = SupervisedModel::new(&cfg.finetuning(), 3, cpu(&cfg)).unwrap();
     assert_eq!(
         crate::checkpoint::load(&ft.vs, "encoder", &path).unwrap(),
         10
     );
-    let base = SupervisedModel::new(&cfg, 3, cpu(&cfg), Run::Baseline).unwrap();
+    let base = SupervisedModel::new(&cfg.supervised_baseline(), 3, cpu(&cfg)).unwrap();
     for (name, var) in ft.vs.variables() {
         if name.starts_with("encoder.") {
             assert!(var.equal(&pretrained[&name]), "{name} is the saved weight");
@@ -337,7 +336,7 @@ fn texture_dataset(train: usize, unlabeled: usize, test: usize) -> Dataset {
 #[test]
 fn fit_fits_each_optimizers_schedule_to_its_run() {
     use crate::config::{LrScaling, LrSchedule, OptimizerKind};
-    use crate::optim::{RunLength, Schedule};
+    use optim::{RunLength, Schedule};
     let mut cfg = small_config(32, 8);
     let o = &mut cfg.pretrain.optimizer;
     (o.kind, o.schedule, o.lr_scaling, o.warmup_epochs) = (
@@ -362,7 +361,7 @@ fn fit_fits_each_optimizers_schedule_to_its_run() {
         epochs,
         metrics_every: 8,
     };
-    let mut m = ContrastiveModel::new(&cfg, 4, cpu(&cfg)).unwrap();
+    let mut m = ContrastiveModel::new(&cfg.pretraining(), 4, cpu(&cfg)).unwrap();
     fit::fit_fresh(&mut m, &phase("pretraining", Feed::Zipped, 2), &mut Silent).unwrap();
     let run = |batch| RunLength {
         steps_per_epoch: 8,
@@ -383,7 +382,7 @@ fn fit_fits_each_optimizers_schedule_to_its_run() {
     assert!((probe.rate(5) - 1e-3 * 8f64.sqrt()).abs() < 1e-15);
     // Three baseline epochs on `loader`: the schedule fitted to them, and the steps taken.
     let baseline = |loader: &Loader| {
-        let mut clf = SupervisedModel::new(&cfg, 4, cpu(&cfg), Run::Baseline).unwrap();
+        let mut clf = SupervisedModel::new(&cfg.supervised_baseline(), 4, cpu(&cfg)).unwrap();
         let phase = Phase {
             loader,
             ..phase("baseline", Feed::Labeled, 3)
@@ -419,7 +418,7 @@ fn contrastive_learning_and_the_baseline_really_learn() {
     cfg.pretrain.optimizer.learning_rate = 2e-3;
     let ds = texture_dataset(64, 448, 128);
     let plan = BatchPlan::new(448, 64, 64).unwrap(); // 8 steps of 56 + 8
-    let mut m = ContrastiveModel::new(&cfg, 4, cpu(&cfg)).unwrap();
+    let mut m = ContrastiveModel::new(&cfg.pretraining(), 4, cpu(&cfg)).unwrap();
     let loader = Loader {
         ds: &ds,
         plan,
@@ -444,7 +443,7 @@ fn contrastive_learning_and_the_baseline_really_learn() {
     assert!(last > 0.2 && last > 2.0 * first, "c_acc {first} -> {last}");
     assert!(h.epochs.last().unwrap().get("c_loss").unwrap() < h.epochs[0].get("c_loss").unwrap());
 
-    let mut clf = SupervisedModel::new(&cfg, 4, cpu(&cfg), Run::Baseline).unwrap();
+    let mut clf = SupervisedModel::new(&cfg.supervised_baseline(), 4, cpu(&cfg)).unwrap();
     let h = fit::fit_fresh(
         &mut clf,
         &Phase {
@@ -469,7 +468,7 @@ fn a_run_folder_records_the_config_first_and_a_bad_checkpoint_is_named() {
     let back = Config::load(Some(&run.file("config.toml")), &[]).unwrap();
     assert_eq!(back, cfg);
     std::fs::write(dir.path().join("enc.safetensors"), b"nope").unwrap();
-    let m = SupervisedModel::new(&cfg, 4, cpu(&cfg), Run::Finetuning).unwrap();
+    let m = SupervisedModel::new(&cfg.finetuning(), 4, cpu(&cfg)).unwrap();
     let e = crate::checkpoint::load(&m.vs, "encoder", &dir.path().join("enc.safetensors"))
         .unwrap_err()
         .to_string();
@@ -492,7 +491,7 @@ fn a_bf16_step_is_finite_and_close_to_the_fp32_step() {
             precision,
             ..cpu(&cfg)
         };
-        let mut m = ContrastiveModel::new(&cfg, 3, compute).unwrap();
+        let mut m = ContrastiveModel::new(&cfg.pretraining(), 3, compute).unwrap();
         let v = m.step(&images, &labels).unwrap();
         Vec::<f64>::try_from(v.to_kind(Kind::Double)).unwrap()
     };
@@ -527,7 +526,7 @@ fn channels_last_and_nchw_steps_agree() {
             format,
             ..cpu(&cfg)
         };
-        let mut m = ContrastiveModel::new(&cfg, 2, compute).unwrap();
+        let mut m = ContrastiveModel::new(&cfg.pretraining(), 2, compute).unwrap();
         let metrics = (0..3)
             .map(|_| {
                 Vec::<f64>::try_from(m.step(&images, &labels).unwrap().to_kind(Kind::Double))
@@ -569,7 +568,7 @@ fn encoder_slices_give_the_loss_of_one_pass() {
                 precision: accel::Precision::Fp32,
                 ..cpu(&cfg)
             };
-            let mut m = ContrastiveModel::new(&cfg, 2, compute).unwrap();
+            let mut m = ContrastiveModel::new(&cfg.pretraining(), 2, compute).unwrap();
             let v = m.step(&images, &labels).unwrap();
             let w = m.vs.variables()["encoder.dense.weight"].copy();
             (Vec::<f64>::try_from(v.to_kind(Kind::Double)).unwrap(), w)
@@ -599,7 +598,7 @@ fn a_resnet_encoders_batch_norm_trains_only_where_the_example_trains() {
     cfg.model.encoder = models::Architecture::Resnet18;
     let key = "encoder.layer3.0.bn2.running_mean";
     let stats = |vs: &tch::nn::VarStore| vs.variables()[key].copy();
-    let mut m = ContrastiveModel::new(&cfg, 2, cpu(&cfg)).unwrap();
+    let mut m = ContrastiveModel::new(&cfg.pretraining(), 2, cpu(&cfg)).unwrap();
     assert_eq!(m.linear_probe.summary().rows[0].output_shape, [2]);
     let images = random_images(6, 16);
     let labels = Tensor::from_slice(&[0i64, 1]);
@@ -627,7 +626,7 @@ fn a_resnet_encoders_batch_norm_trains_only_where_the_example_trains() {
             .iter()
             .any(|(k, t)| k == key && t.equal(&after_contrastive))
     );
-    let mut clf = SupervisedModel::new(&cfg, 2, cpu(&cfg), Run::Baseline).unwrap();
+    let mut clf = SupervisedModel::new(&cfg.supervised_baseline(), 2, cpu(&cfg)).unwrap();
     let before = stats(&clf.vs);
     let _ = clf.test_sums(&batch);
     assert!(stats(&clf.vs).equal(&before));
@@ -639,7 +638,7 @@ fn a_resnet_encoders_batch_norm_trains_only_where_the_example_trains() {
     // `finetune.freeze_batch_norm`: the statistics stay, the weights (BatchNorm's own included)
     // still learn.
     cfg.finetune.freeze_batch_norm = true;
-    let mut frozen = SupervisedModel::new(&cfg, 2, cpu(&cfg), Run::Finetuning).unwrap();
+    let mut frozen = SupervisedModel::new(&cfg.finetuning(), 2, cpu(&cfg)).unwrap();
     let weight = "encoder.layer3.0.bn2.weight";
     let (stats_before, w_before) = (stats(&frozen.vs), frozen.vs.variables()[weight].copy());
     let _ = frozen.step(&images, &batch.labels).unwrap();
@@ -648,7 +647,7 @@ fn a_resnet_encoders_batch_norm_trains_only_where_the_example_trains() {
         !frozen.vs.variables()[weight].equal(&w_before),
         "BatchNorm still learns"
     );
-    let baseline = SupervisedModel::new(&cfg, 2, cpu(&cfg), Run::Baseline).unwrap();
+    let baseline = SupervisedModel::new(&cfg.supervised_baseline(), 2, cpu(&cfg)).unwrap();
     assert!(baseline.train_mode, "only fine-tuning freezes");
 }
 
@@ -659,7 +658,7 @@ fn a_batch_norm_heads_statistics_are_trained_and_checkpointed() {
     let mut cfg = small_config(32, 8);
     cfg.model.projection_layers = 3;
     cfg.model.projection_batch_norm = true;
-    let mut m = ContrastiveModel::new(&cfg, 2, cpu(&cfg)).unwrap();
+    let mut m = ContrastiveModel::new(&cfg.pretraining(), 2, cpu(&cfg)).unwrap();
     let key = "projection_head.bn2.running_var";
     let before = m.vs.variables()[key].copy();
     let _ = m
@@ -684,7 +683,7 @@ fn a_batch_norm_heads_statistics_are_trained_and_checkpointed() {
             .any(|(k, _)| k.contains("optimizer.m.projection_head.bn2.running")),
         "no Adam moments for statistics"
     );
-    let mut other = ContrastiveModel::new(&cfg, 2, cpu(&cfg)).unwrap();
+    let mut other = ContrastiveModel::new(&cfg.pretraining(), 2, cpu(&cfg)).unwrap();
     let tensors: HashMap<String, Tensor> = snapshot.tensors.into_iter().collect();
     other.restore(&tensors, &snapshot.streams).unwrap();
     assert!(other.vs.variables()[key].equal(&after));

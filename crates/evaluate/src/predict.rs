@@ -9,11 +9,12 @@ use stl10_data::DataKind;
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
-use crate::checkpoint;
-use crate::config::Config;
-use crate::error::{Result, TrainError};
-use crate::run_dir::CLASSES_FILE;
-use crate::runtime::Compute;
+use models::EncoderConfig;
+use stl10_data::DataConfig;
+use train::checkpoint;
+use train::run_dir::CLASSES_FILE;
+use train::runtime::Compute;
+use train::{Result, TrainError};
 
 /// Image files decoded and classified together.
 pub const FILES_PER_BATCH: usize = 256;
@@ -74,7 +75,7 @@ fn classes_in(path: &Path) -> Result<i64> {
 
 /// Class names for a classifier of `classes` outputs: the run folder's `classes.txt` beside the
 /// checkpoint, else `data.class_names`, else STL-10's `class_names.txt`, else `0`, `1`, ...
-pub fn class_names(checkpoint: &Path, cfg: &Config, classes: i64) -> Result<Vec<String>> {
+pub fn class_names(checkpoint: &Path, data: &DataConfig, classes: i64) -> Result<Vec<String>> {
     let file = checkpoint
         .parent()
         .unwrap_or(Path::new("."))
@@ -82,11 +83,11 @@ pub fn class_names(checkpoint: &Path, cfg: &Config, classes: i64) -> Result<Vec<
     let names: Vec<String> = match std::fs::read_to_string(&file) {
         Ok(text) => text.lines().map(str::to_string).collect(),
         // A run folder from before classes.txt existed.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match &cfg.data.class_names {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match &data.class_names {
             Some(n) => n.clone(),
             None => {
-                let stl10 = stl10_data::stl10::binary_dir(&cfg.data.root).join("class_names.txt");
-                match cfg.data.kind {
+                let stl10 = stl10_data::stl10::binary_dir(&data.root).join("class_names.txt");
+                match data.kind {
                     DataKind::Stl10 if stl10.is_file() => {
                         stl10_data::stl10::read_class_names(&stl10)?
                     }
@@ -109,22 +110,27 @@ pub fn class_names(checkpoint: &Path, cfg: &Config, classes: i64) -> Result<Vec<
 }
 
 impl Predictor {
-    /// Loads the encoder and classifier of `path` at `cfg`'s width and image size.
-    pub fn load(cfg: &Config, compute: Compute, path: &Path) -> Result<Self> {
+    /// Loads the encoder (of shape `encoder`) and classifier of `path`; images are prepared as
+    /// `data`'s reader prepares them.
+    pub fn load(
+        encoder: &EncoderConfig,
+        data: &DataConfig,
+        compute: Compute,
+        path: &Path,
+    ) -> Result<Self> {
         let classes = classes_in(path)?;
         let vs = nn::VarStore::new(compute.device);
-        let enc_cfg = cfg.encoder_config();
-        let classifier = Classifier::new(&vs.root(), &enc_cfg, classes)?;
+        let classifier = Classifier::new(&vs.root(), encoder, classes)?;
         checkpoint::load(&vs, "encoder", path)?;
         checkpoint::load(&vs, "classifier", path)?;
         classifier.encoder.set_memory_format(compute.format);
         Ok(Predictor {
             _vs: vs,
             classifier,
-            class_names: class_names(path, cfg, classes)?,
+            class_names: class_names(path, data, classes)?,
             compute,
-            kind: cfg.data.kind,
-            size: cfg.data.image_size,
+            kind: data.kind,
+            size: data.image_size,
         })
     }
 
@@ -155,7 +161,7 @@ impl Predictor {
             let s = self.size as i64;
             let images = Tensor::from_slice(&pixels).view([good.len() as i64, 3, s, s]);
             let k = top.clamp(1, self.class_names.len());
-            let probs = crate::features::of_images(&self.compute, &images, |x| {
+            let probs = train::features::of_images(&self.compute, &images, |x| {
                 self.classifier.forward_t(x, false)
             })
             .softmax(1, Kind::Float);

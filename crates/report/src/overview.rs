@@ -9,29 +9,17 @@ use seeds::Stream;
 use stl10_data::Dataset;
 use tch::Device;
 
-use crate::atomic::write_file;
-use crate::config::Config;
-use crate::error::{Result, TrainError};
 use crate::plots::image_grid;
-use crate::prepared::Prepared;
-use crate::run::Run;
-use crate::run_dir::RunDir;
-use crate::runtime::Compute;
-use crate::steps::{ContrastiveModel, SupervisedModel};
+use train::atomic::write_file;
+use train::config::Config;
+use train::prepared::Prepared;
+use train::run_dir::RunDir;
+use train::{Result, TrainError};
 
 /// Writes `summary.txt` (Keras-style summaries of every model), `classes.txt` and
 /// `augmentations.png`.
 pub fn write_overview(cfg: &Config, prep: &Prepared, dir: &RunDir, count: usize) -> Result<()> {
-    let cpu = Compute::new(cfg, Device::Cpu);
-    let model = ContrastiveModel::new(cfg, prep.classes(), cpu)?;
-    let classifier = SupervisedModel::new(cfg, prep.classes(), cpu, Run::Baseline)?;
-    let text = format!(
-        "{}\n{}\n{}\n{}",
-        model.encoder.summary(),
-        model.projection_head.summary(),
-        model.linear_probe.summary(),
-        classifier.classifier.summary()
-    );
+    let text = train::steps::summaries(&cfg.model_shapes(), prep.classes())?;
     write_file(&dir.file("summary.txt"), text)?;
     dir.write_classes(&prep.ds.class_names)?;
     augmentation_grid(cfg, &prep.ds, count, &dir.file("augmentations.png"))

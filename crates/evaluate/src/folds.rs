@@ -14,16 +14,16 @@ use serde::Serialize;
 use stl10_data::DataKind;
 use tch::Device;
 
-use crate::atomic::write_file;
-use crate::config::{Config, ConfigError};
-use crate::error::Result;
-use crate::experiment;
-use crate::features::FrozenEncoder;
-use crate::fit::Observer;
-use crate::prepared::Prepared;
-use crate::run::Run;
-use crate::run_dir::RunDir;
 use crate::subsets::{Subsets, test_features};
+use train::Result;
+use train::atomic::write_file;
+use train::config::{Config, ConfigError};
+use train::experiment;
+use train::features::FrozenEncoder;
+use train::fit::Observer;
+use train::prepared::Prepared;
+use train::run::Run;
+use train::run_dir::RunDir;
 
 /// STL-10's folds.
 pub const FOLDS: usize = 10;
@@ -91,8 +91,8 @@ pub fn run(
     let full = stl10_data::load(&base.data, cfg.runtime.seed)?;
     let prep = Prepared::with_dataset(&base, device, full.clone())?;
     let dir = RunDir::create(out, cfg)?;
-    let frozen = FrozenEncoder::load(cfg, prep.compute, encoder, None)?;
-    let test = test_features(cfg, &frozen, &full, device)?;
+    let frozen = FrozenEncoder::load(&cfg.model_shapes(), prep.compute, encoder, None)?;
+    let test = test_features(&cfg.data.root, &frozen, &full, device)?;
     let on = Subsets {
         cfg,
         device,
@@ -113,7 +113,7 @@ pub fn run(
     }
     let md = format!(
         "# STL-10 folds\n\n{}{}",
-        crate::report::setup(cfg, &prep),
+        report::markdown::setup(cfg, &prep),
         markdown(&rows, encoder)
     );
     write_file(&dir.file("report.md"), md)?;
@@ -128,8 +128,8 @@ fn run_fold(
     obs: &mut dyn Observer,
 ) -> Result<FoldRow> {
     let (fold_cfg, fold_prep, dir) = on.run_folder(&format!("fold-{fold}"), positions)?;
-    let h = experiment::finetune(&fold_cfg, &fold_prep, on.encoder, &dir, obs)?;
-    crate::report::write_report(&fold_cfg, &fold_prep, &dir)?;
+    let h = experiment::finetune(&fold_cfg.finetuning(), &fold_prep, on.encoder, &dir, obs)?;
+    report::markdown::write_report(&fold_cfg, &fold_prep, &dir)?;
     let (linear, knn) = on.frozen_scores(positions)?;
     Ok(FoldRow {
         fold,

@@ -8,8 +8,8 @@ use std::sync::Once;
 use plotters::prelude::*;
 use tch::{Kind, Tensor};
 
-use crate::atomic::atomic;
-use crate::error::{Result, TrainError};
+use train::atomic::atomic;
+use train::{Result, TrainError};
 
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 

@@ -8,9 +8,9 @@ use models::LinearProbe;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use crate::config::EvalConfig;
-use crate::error::{Result, TrainError};
-use crate::optim::Optimizer;
+use optim::Optimizer;
+use train::config::EvalConfig;
+use train::{Result, TrainError};
 
 /// What a linear evaluation measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -40,7 +40,7 @@ pub fn evaluate(
         ));
     }
     let device = train.device();
-    let _init = crate::init_guard::init_seed(seed, seeds::Stream::LinearEval);
+    let _init = train::init_guard::init_seed(seed, seeds::Stream::LinearEval);
     let vs = nn::VarStore::new(device);
     let probe = LinearProbe::new(&(vs.root() / "linear_probe"), train.size()[1], classes);
     drop(_init);
@@ -109,7 +109,7 @@ mod tests {
         let (xa, ya) = make(400, 1);
         let (xb, yb) = make(400, 2);
         let cfg = EvalConfig {
-            linear_optimizer: crate::config::OptimizerConfig {
+            linear_optimizer: train::config::OptimizerConfig {
                 learning_rate: 1e-2,
                 ..Default::default()
             },

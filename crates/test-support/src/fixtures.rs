@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use md5::{Digest, Md5};
 
-use crate::stl10::STL10_SIZE;
+use stl10_data::stl10::STL10_SIZE;
 
 /// The value fixtures store at `(image, channel, row, col)`; row and column weigh differently.
 pub fn pixel_value(image: usize, channel: usize, row: usize, col: usize) -> u8 {
@@ -254,7 +254,7 @@ pub fn cifar100_label_of(i: usize) -> u8 {
 /// official download is (its folder inside), else the unpacked folder.
 pub fn write_cifar(
     root: &Path,
-    layout: &crate::cifar::Layout,
+    layout: &stl10_data::cifar::Layout,
     per_file: usize,
     test: usize,
     archive: bool,

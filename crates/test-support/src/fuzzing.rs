@@ -1,4 +1,4 @@
-//! Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`, not for other uses): the
+//! Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`): the
 //! checkpoint readers exactly as `finetune --encoder`, `evaluate` and `--resume` call them, on a
 //! small classifier.
 
@@ -6,12 +6,9 @@ use std::path::Path;
 
 use tch::Device;
 
-use crate::config::Config;
-use crate::error::Result;
-use crate::run::Run;
-use crate::runtime::Compute;
-use crate::steps::{SupervisedModel, TrainStep};
-use crate::{checkpoint, state};
+use train::runtime::Compute;
+use train::steps::{SupervisedModel, TrainStep};
+use train::{Config, Result, Run, checkpoint, state};
 
 /// A small classifier whose files the fuzz target feeds through the readers.
 pub struct Classifier(SupervisedModel);
@@ -20,7 +17,7 @@ impl Classifier {
     /// A fresh baseline classifier of `cfg` for `classes` classes on the CPU.
     pub fn new(cfg: &Config, classes: i64) -> Result<Self> {
         let compute = Compute::new(cfg, Device::Cpu);
-        SupervisedModel::new(cfg, classes, compute, Run::Baseline).map(Classifier)
+        SupervisedModel::new(&cfg.supervised_baseline(), classes, compute).map(Classifier)
     }
 
     /// Writes the model's resumable tensors to `path` (a valid file for a state JSON to name).

@@ -4,13 +4,14 @@
 
 use std::fmt::Write as _;
 
-use crate::atomic::write_file;
-use crate::config::Config;
-use crate::error::Result;
 use crate::plots::{Legend, line_plot};
-use crate::prepared::Prepared;
-use crate::run::{KNN_LABEL, KNN_METRIC, Run};
-use crate::run_dir::{Histories, RunDir};
+use train::Result;
+use train::atomic::write_file;
+use train::config::Config;
+use train::knn::Knn;
+use train::prepared::Prepared;
+use train::run::{KNN_LABEL, KNN_METRIC, Run};
+use train::run_dir::{Histories, RunDir};
 
 /// The libtorch release torch-sys 0.24 builds against (its build script enforces it).
 pub const LIBTORCH_VERSION: &str = "2.11.0";
@@ -25,7 +26,7 @@ pub fn write_report(cfg: &Config, prep: &Prepared, dir: &RunDir) -> Result<Histo
 }
 
 /// [`write_report`] with `sections` (markdown) appended to `report.md`.
-pub(crate) fn write_report_with(
+pub fn write_report_with(
     cfg: &Config,
     prep: &Prepared,
     dir: &RunDir,
@@ -35,7 +36,7 @@ pub(crate) fn write_report_with(
     validation_plots(dir, &histories)?;
     let mut md = String::from("# simclr-rs run\n\n");
     md.push_str(&setup(cfg, prep));
-    md.push_str(&results(cfg, &histories));
+    md.push_str(&results(&cfg.eval.knn(), &histories));
     let _ = writeln!(md, "\n{PUBLISHED}\n");
     md.push_str(&figures(dir));
     md.push_str(sections);
@@ -76,7 +77,7 @@ fn validation_plots(dir: &RunDir, histories: &Histories) -> Result<()> {
 }
 
 /// The bullet list of how and on what the run ran.
-pub(crate) fn setup(cfg: &Config, prep: &Prepared) -> String {
+pub fn setup(cfg: &Config, prep: &Prepared) -> String {
     let d = &prep.ds;
     let data_at = if prep.resident.is_some() {
         "resident on the device, batches gathered there"
@@ -113,7 +114,7 @@ pub(crate) fn setup(cfg: &Config, prep: &Prepared) -> String {
 
 /// The table of best validation accuracies, epochs and speed per run, and the kNN monitor's
 /// best when it ran.
-fn results(cfg: &Config, histories: &Histories) -> String {
+fn results(knn: &Knn, histories: &Histories) -> String {
     let mut md = String::from(
         "| run | best validation accuracy | epochs | mean epoch time (s) | images/s |\n|---|---|---|---|---|\n",
     );
@@ -135,8 +136,8 @@ fn results(cfg: &Config, histories: &Histories) -> String {
         let _ = writeln!(
             md,
             "| {KNN_LABEL}, k = {}, t = {} | {:.2}% | | | |",
-            cfg.eval.knn_k,
-            cfg.eval.knn_temperature,
+            knn.k,
+            knn.temperature,
             best * 100.0
         );
     }

@@ -7,21 +7,22 @@ use std::path::Path;
 use stl10_data::{Dataset, Split};
 use tch::Device;
 
-use crate::config::Config;
-use crate::error::{Result, TrainError};
-use crate::features::{self, FrozenEncoder};
-use crate::prepared::Prepared;
-use crate::run_dir::RunDir;
+use train::config::Config;
+use train::features::{self, FrozenEncoder};
+use train::prepared::Prepared;
+use train::run_dir::RunDir;
+use train::{Result, TrainError};
 
 /// The frozen features of the test split and its labels, on `device`.
+/// An error names `root` (`data.root`) when the split has no labels.
 pub(crate) fn test_features(
-    cfg: &Config,
+    root: &Path,
     frozen: &FrozenEncoder,
     full: &Dataset,
     device: Device,
 ) -> Result<(tch::Tensor, tch::Tensor)> {
     let labels = features::labels(&full.test, device)
-        .ok_or_else(|| TrainError::file(&cfg.data.root, "the test split has no labels"))?;
+        .ok_or_else(|| TrainError::file(root, "the test split has no labels"))?;
     Ok((frozen.split(&full.test), labels))
 }
 

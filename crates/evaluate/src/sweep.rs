@@ -25,17 +25,17 @@ use serde::Serialize;
 use stl10_data::Dataset;
 use tch::Device;
 
-use crate::atomic::write_file;
-use crate::config::{Config, ConfigError};
-use crate::error::Result;
-use crate::experiment;
-use crate::features::FrozenEncoder;
-use crate::fit::Observer;
-use crate::plots::efficiency_plot;
-use crate::prepared::Prepared;
-use crate::run::Run;
-use crate::run_dir::RunDir;
 use crate::subsets::Subsets;
+use report::plots::efficiency_plot;
+use train::Result;
+use train::atomic::write_file;
+use train::config::{Config, ConfigError};
+use train::experiment;
+use train::features::FrozenEncoder;
+use train::fit::Observer;
+use train::prepared::Prepared;
+use train::run::Run;
+use train::run_dir::RunDir;
 
 /// The command-line name of the budgets, for messages.
 const BUDGETS_ARG: &str = "--labels-per-class";
@@ -145,16 +145,17 @@ pub fn run(
     };
     let prep = Prepared::with_dataset(cfg, device, pretraining_data)?;
     let dir = RunDir::create(plan.out, cfg)?;
-    crate::overview::write_overview(cfg, &prep, &dir, 8)?;
+    report::overview::write_overview(cfg, &prep, &dir, 8)?;
     let encoder: PathBuf = match plan.encoder {
         Some(e) => e.to_path_buf(),
         None => {
-            experiment::pretrain(cfg, &prep, &dir, obs)?;
+            experiment::pretrain(&cfg.pretraining(), &prep, &dir, obs)?;
+            report::embedding::of_pretrained(&cfg.model_shapes(), &prep, &dir)?;
             dir.file("encoder.safetensors")
         }
     };
-    let frozen = FrozenEncoder::load(cfg, prep.compute, &encoder, None)?;
-    let test = crate::subsets::test_features(cfg, &frozen, &full, device)?;
+    let frozen = FrozenEncoder::load(&cfg.model_shapes(), prep.compute, &encoder, None)?;
+    let test = crate::subsets::test_features(&cfg.data.root, &frozen, &full, device)?;
     let shared = Subsets {
         cfg,
         device,
@@ -176,7 +177,7 @@ pub fn run(
         write_tables(&dir, &rows, full.num_classes())?;
     }
     let section = markdown(&rows, plan.encoder);
-    crate::report::write_report_with(cfg, &prep, &dir, &section)?;
+    report::markdown::write_report_with(cfg, &prep, &dir, &section)?;
     Ok(rows)
 }
 
@@ -210,12 +211,19 @@ fn run_budget(
 ) -> Result<SweepRow> {
     let (budget_cfg, budget_prep, dir) =
         on.run_folder(&format!("labels-{}", budget.name()), positions)?;
-    let baseline = experiment::baseline(&budget_cfg, &budget_prep, &dir, obs)?;
-    let finetuned = experiment::finetune(&budget_cfg, &budget_prep, on.encoder, &dir, obs)?;
-    crate::report::write_report(&budget_cfg, &budget_prep, &dir)?;
+    let baseline =
+        experiment::baseline(&budget_cfg.supervised_baseline(), &budget_prep, &dir, obs)?;
+    let finetuned = experiment::finetune(
+        &budget_cfg.finetuning(),
+        &budget_prep,
+        on.encoder,
+        &dir,
+        obs,
+    )?;
+    report::markdown::write_report(&budget_cfg, &budget_prep, &dir)?;
     let (linear, knn) = on.frozen_scores(positions)?;
     let best =
-        |h: &crate::metrics::History, run: Run| h.best(run.accuracy_metric()).unwrap_or(f64::NAN);
+        |h: &train::metrics::History, run: Run| h.best(run.accuracy_metric()).unwrap_or(f64::NAN);
     Ok(SweepRow {
         labels_per_class: budget.name(),
         labels: positions.len(),

@@ -26,7 +26,9 @@ use std::collections::HashMap;
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
-use crate::config::{AdamRule, LrScaling, LrSchedule, OptimizerConfig, OptimizerKind};
+mod config;
+
+pub use config::{AdamRule, LrScaling, LrSchedule, OptimizerConfig, OptimizerKind};
 
 /// The batch size that [`LrScaling::Linear`] leaves the rate unchanged at.
 pub const REFERENCE_BATCH: f64 = 256.0;
@@ -153,13 +155,12 @@ impl Optimizer {
         self.schedule = Schedule::new(&self.config, run);
     }
 
-    #[cfg(test)]
+    /// The schedule the rate follows.
     pub fn schedule(&self) -> &Schedule {
         &self.schedule
     }
 
     /// Updates applied so far.
-    #[cfg(test)]
     pub fn steps(&self) -> i64 {
         self.step
     }

@@ -1,0 +1,17 @@
+//! Evaluation layer of simclr-rs: what uses a trained encoder or classifier.
+//!
+//! - [`embed`]: a split's features as `.npy` (and their picture);
+//! - [`predict`]: class predictions for image files with a trained classifier;
+//! - [`sweep`]: label efficiency, the baseline against fine-tuning, the linear probe and kNN on
+//!   nested labeled subsets;
+//! - [`folds`]: STL-10's ten-fold protocol.
+//!
+//! Internal: `linear_eval` (a linear classifier on frozen features) and `subsets` (a labeled
+//! subset's schedule and frozen scores, shared by the sweep and the folds).
+
+pub mod embed;
+pub mod folds;
+mod linear_eval;
+pub mod predict;
+mod subsets;
+pub mod sweep;
