@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use stl10_data::fixtures::write_stl10;
+use test_support::fixtures::write_stl10;
 
 use crate::util::{ok, root_set, run, stderr};
 
@@ -271,20 +271,87 @@ fn training_errors_are_clear() {
 fn augment_preview_draws_the_seed_grid() {
     let dir = tempfile::tempdir().unwrap();
     let sets = tiny(dir.path());
-    let png = dir.path().join("grid.png");
-    ok(&with_sets(
-        &[
-            "augment-preview",
-            "--count",
-            "3",
-            "--out",
-            png.to_str().unwrap(),
-        ],
-        &sets,
-    ));
-    let img = image::open(&png).unwrap();
-    assert_eq!(img.width(), 8 + 3 * (96 + 8));
-    assert_eq!(img.height(), 4 * (30 + 96 + 8) + 8);
+    let draw = |name: &str, extra: &[&str]| {
+        let png = dir.path().join(name);
+        let mut sets = sets.clone();
+        sets.extend(extra.iter().map(|s| s.to_string()));
+        ok(&with_sets(
+            &[
+                "augment-preview",
+                "--count",
+                "3",
+                "--out",
+                png.to_str().unwrap(),
+            ],
+            &sets,
+        ));
+        image::open(&png).unwrap().to_rgb8()
+    };
+    let img = draw("grid.png", &[]);
+    // Four titled rows of three 96-pixel tiles, 8 pixels apart, each below a 30-pixel title.
+    let (pad, title, tile) = (8, 30, 96);
+    assert_eq!(img.width(), pad + 3 * (tile + pad));
+    assert_eq!(img.height(), 4 * (title + tile + pad) + pad);
+    // Tile `i` of row `r` as RGB bytes, row by row.
+    let tile_of = |img: &image::RgbImage, r: u32, i: u32| -> Vec<u8> {
+        let (top, left) = (
+            pad + r * (title + tile + pad) + title,
+            pad + i * (tile + pad),
+        );
+        let mut px = Vec::new();
+        for y in 0..tile {
+            for x in 0..tile {
+                px.extend(img.get_pixel(left + x, top + y).0);
+            }
+        }
+        px
+    };
+    for i in 0..3 {
+        // Row 0: the first three training images exactly as the fixture wrote them.
+        let mut want = Vec::new();
+        for y in 0..tile as usize {
+            for x in 0..tile as usize {
+                want.extend((0..3).map(|c| test_support::fixtures::pixel_value(i, c, y, x)));
+            }
+        }
+        let original = tile_of(&img, 0, i as u32);
+        assert!(
+            original == want,
+            "tile {i} of the Original row is not image {i}"
+        );
+        // Rows 1-3 (weak, strong, strong): the same image, changed, each strong view its own.
+        let rows: Vec<Vec<u8>> = (1..4).map(|r| tile_of(&img, r, i as u32)).collect();
+        for (r, t) in rows.iter().enumerate() {
+            let changed = t.iter().zip(&original).filter(|(a, b)| a != b).count();
+            assert!(
+                changed > original.len() / 10,
+                "row {} tile {i}: only {changed} of {} values changed",
+                r + 1,
+                original.len()
+            );
+        }
+        assert!(
+            rows[1] != rows[2],
+            "tile {i}: the two strong views are equal"
+        );
+    }
+    // Every row has its title drawn in dark pixels above the tiles.
+    for r in 0..4 {
+        let top = pad + r * (title + tile + pad);
+        let dark = (top..top + title)
+            .flat_map(|y| (0..img.width()).map(move |x| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y).0.iter().all(|&v| v < 100))
+            .count();
+        assert!(dark > 20, "row {r} has no title ({dark} dark pixels)");
+    }
+    // The seed draws the views: the same seed draws the same grid, another seed other views.
+    assert!(draw("again.png", &[]) == img, "same seed, another grid");
+    let other = draw("other.png", &["runtime.seed=7"]);
+    assert!(tile_of(&other, 0, 0) == tile_of(&img, 0, 0));
+    assert!(
+        tile_of(&other, 2, 0) != tile_of(&img, 2, 0),
+        "seed 7 drew seed 42's views"
+    );
 }
 
 #[test]
