@@ -22,7 +22,7 @@ unsafe impl Send for Shared {}
 fn target() -> &'static Target {
     static T: OnceLock<Shared> = OnceLock::new();
     &T.get_or_init(|| {
-        let cfg = train::Config::load(
+        let cfg = train::config::Config::load(
             None,
             &[
                 "data.kind=folder".into(),

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use train::RuntimeFlags;
+use train::config::RuntimeFlags;
 use train::config::{DeviceChoice, PrecisionChoice};
 
 #[derive(Debug, Parser)]

@@ -13,7 +13,7 @@ use tracing_subscriber::EnvFilter;
 use args::{Cli, Command, DataCommand, RunArgs};
 use commands::train::Phases;
 use progress::Progress;
-use train::{Config, Recorded};
+use train::{config::Config, run_dir::Recorded};
 
 /// Set, makes the binary panic at start, so a test can check the panic hook. Only in builds with
 /// the `test-hooks` feature.
@@ -223,14 +223,16 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     let interrupted = err.chain().any(|e| {
         matches!(
             e.downcast_ref(),
-            Some(train::TrainError::Interrupted { .. })
+            Some(train::error::TrainError::Interrupted { .. })
         )
     });
     if interrupted {
         return INTERRUPTED;
     }
     let user = err.chain().any(|e| {
-        e.is::<train::ConfigError>() || e.is::<stl10_data::DataError>() || is_user_train_error(e)
+        e.is::<train::config::ConfigError>()
+            || e.is::<stl10_data::DataError>()
+            || is_user_train_error(e)
     });
     if user { 1 } else { 2 }
 }
@@ -239,9 +241,9 @@ fn exit_code(err: &anyhow::Error) -> u8 {
 fn resume_hint(err: &anyhow::Error, command: &str, dir: &std::path::Path) -> Option<String> {
     let resume = format!("simclr-cli {command} --resume {}", dir.display());
     err.chain().find_map(|e| match e.downcast_ref()? {
-        train::TrainError::Interrupted { .. } => Some(format!("resume with: {resume}")),
-        train::TrainError::NonFinite { run, .. } => {
-            let table = train::Run::from_name(run).map_or(run.as_str(), |r| r.table());
+        train::error::TrainError::Interrupted { .. } => Some(format!("resume with: {resume}")),
+        train::error::TrainError::NonFinite { run, .. } => {
+            let table = train::experiment::Run::from_name(run).map_or(run.as_str(), |r| r.table());
             Some(format!(
                 "continue from the last good checkpoint with a lower rate: {resume} --set \
                  {table}.optimizer.learning_rate=..."
@@ -255,7 +257,7 @@ fn resume_hint(err: &anyhow::Error, command: &str, dir: &std::path::Path) -> Opt
 /// the pretraining resumes from its checkpoint and the sweep can take its encoder.
 fn sweep_hint(err: &anyhow::Error, out: &std::path::Path) -> Option<String> {
     err.chain().find_map(|e| match e.downcast_ref()? {
-        train::TrainError::Interrupted { run, .. } if run == train::Run::Pretraining.name() => Some(format!(
+        train::error::TrainError::Interrupted { run, .. } if run == train::experiment::Run::Pretraining.name() => Some(format!(
             "continue with: simclr-cli pretrain --resume {dir}, then simclr-cli sweep --encoder \
              {dir}/encoder.safetensors ...",
             dir = out.display()
@@ -285,7 +287,7 @@ fn init_tracing(verbose: u8, quiet: bool) {
 
 /// Training errors the user can fix: bad configuration, data or checkpoint files.
 fn is_user_train_error(e: &(dyn std::error::Error + 'static)) -> bool {
-    use train::TrainError as T;
+    use train::error::TrainError as T;
     matches!(
         e.downcast_ref::<T>(),
         Some(

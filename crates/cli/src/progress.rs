@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use train::fit::Observer;
-use train::metrics::EpochRecord;
+use train::fit::metrics::EpochRecord;
 
 /// Set by the first Ctrl-C or SIGTERM: the run saves a checkpoint after its current step.
 static STOP: AtomicBool = AtomicBool::new(false);

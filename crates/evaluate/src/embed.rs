@@ -8,9 +8,9 @@ use stl10_data::Dataset;
 use tch::{Device, Kind, Tensor};
 
 use report::embedding::plot;
-use train::atomic::atomic;
 use train::features::{self, FrozenEncoder};
-use train::{Result, TrainError};
+use train::run_dir::atomic::atomic;
+use train::{error::Result, error::TrainError};
 
 /// What `simclr-cli embed` writes.
 pub struct Export<'a> {

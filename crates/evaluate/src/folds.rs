@@ -15,15 +15,15 @@ use stl10_data::DataKind;
 use tch::Device;
 
 use crate::subsets::{Subsets, test_features};
-use train::Result;
-use train::atomic::write_file;
 use train::config::{Config, ConfigError};
+use train::error::Result;
 use train::experiment;
+use train::experiment::run::Run;
 use train::features::FrozenEncoder;
 use train::fit::Observer;
 use train::prepared::Prepared;
-use train::run::Run;
 use train::run_dir::RunDir;
+use train::run_dir::atomic::write_file;
 
 /// STL-10's folds.
 pub const FOLDS: usize = 10;

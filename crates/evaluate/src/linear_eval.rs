@@ -10,7 +10,7 @@ use tch::{Kind, Tensor};
 
 use optim::Optimizer;
 use train::config::EvalConfig;
-use train::{Result, TrainError};
+use train::{error::Result, error::TrainError};
 
 /// What a linear evaluation measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -40,7 +40,7 @@ pub fn evaluate(
         ));
     }
     let device = train.device();
-    let _init = train::init_guard::init_seed(seed, seeds::Stream::LinearEval);
+    let _init = train::steps::init_seed(seed, seeds::Stream::LinearEval);
     let vs = nn::VarStore::new(device);
     let probe = LinearProbe::new(&(vs.root() / "linear_probe"), train.size()[1], classes);
     drop(_init);

@@ -11,10 +11,10 @@ use tch::{Kind, Tensor};
 
 use models::EncoderConfig;
 use stl10_data::DataConfig;
-use train::checkpoint;
 use train::run_dir::CLASSES_FILE;
+use train::run_dir::checkpoint;
 use train::runtime::Compute;
-use train::{Result, TrainError};
+use train::{error::Result, error::TrainError};
 
 /// Image files decoded and classified together.
 pub const FILES_PER_BATCH: usize = 256;

@@ -11,7 +11,7 @@ use train::config::Config;
 use train::features::{self, FrozenEncoder};
 use train::prepared::Prepared;
 use train::run_dir::RunDir;
-use train::{Result, TrainError};
+use train::{error::Result, error::TrainError};
 
 /// The frozen features of the test split and its labels, on `device`.
 /// An error names `root` (`data.root`) when the split has no labels.

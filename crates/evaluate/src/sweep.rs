@@ -27,15 +27,15 @@ use tch::Device;
 
 use crate::subsets::Subsets;
 use report::plots::efficiency_plot;
-use train::Result;
-use train::atomic::write_file;
 use train::config::{Config, ConfigError};
+use train::error::Result;
 use train::experiment;
+use train::experiment::run::Run;
 use train::features::FrozenEncoder;
 use train::fit::Observer;
 use train::prepared::Prepared;
-use train::run::Run;
 use train::run_dir::RunDir;
+use train::run_dir::atomic::write_file;
 
 /// The command-line name of the budgets, for messages.
 const BUDGETS_ARG: &str = "--labels-per-class";
@@ -222,8 +222,9 @@ fn run_budget(
     )?;
     report::markdown::write_report(&budget_cfg, &budget_prep, &dir)?;
     let (linear, knn) = on.frozen_scores(positions)?;
-    let best =
-        |h: &train::metrics::History, run: Run| h.best(run.accuracy_metric()).unwrap_or(f64::NAN);
+    let best = |h: &train::fit::metrics::History, run: Run| {
+        h.best(run.accuracy_metric()).unwrap_or(f64::NAN)
+    };
     Ok(SweepRow {
         labels_per_class: budget.name(),
         labels: positions.len(),

@@ -5,11 +5,11 @@ use std::path::Path;
 
 use stl10_data::Dataset;
 use tch::{Device, Kind, Tensor};
+use train::config::ModelSettings;
 use train::features::{self, FrozenEncoder};
 use train::runtime::Compute;
-use train::settings::ModelSettings;
-use train::{Prepared, RunDir};
-use train::{Result, TrainError};
+use train::{error::Result, error::TrainError};
+use train::{prepared::Prepared, run_dir::RunDir};
 
 use crate::plots::scatter_plot;
 

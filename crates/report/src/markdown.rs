@@ -5,12 +5,12 @@
 use std::fmt::Write as _;
 
 use crate::plots::{Legend, line_plot};
-use train::Result;
-use train::atomic::write_file;
 use train::config::Config;
-use train::knn::Knn;
+use train::error::Result;
+use train::experiment::run::{KNN_LABEL, KNN_METRIC, Run};
+use train::features::knn::Knn;
 use train::prepared::Prepared;
-use train::run::{KNN_LABEL, KNN_METRIC, Run};
+use train::run_dir::atomic::write_file;
 use train::run_dir::{Histories, RunDir};
 
 /// The libtorch release torch-sys 0.24 builds against (its build script enforces it).

@@ -10,15 +10,22 @@ use stl10_data::Dataset;
 use tch::Device;
 
 use crate::plots::image_grid;
-use train::atomic::write_file;
 use train::config::Config;
 use train::prepared::Prepared;
-use train::run_dir::RunDir;
-use train::{Result, TrainError};
+use train::run_dir::atomic::write_file;
+use train::run_dir::{CLASSES_FILE, RunDir};
+use train::{error::Result, error::TrainError};
+
+/// The files [`write_overview`] writes.
+pub const OVERVIEW_FILES: [&str; 3] = ["summary.txt", CLASSES_FILE, "augmentations.png"];
 
 /// Writes `summary.txt` (Keras-style summaries of every model), `classes.txt` and
-/// `augmentations.png`.
+/// `augmentations.png`; a resumed folder that has them keeps them (a resumed run has the same
+/// models, classes and augmentations).
 pub fn write_overview(cfg: &Config, prep: &Prepared, dir: &RunDir, count: usize) -> Result<()> {
+    if dir.resume && OVERVIEW_FILES.iter().all(|f| dir.file(f).is_file()) {
+        return Ok(());
+    }
     let text = train::steps::summaries(&cfg.model_shapes(), prep.classes())?;
     write_file(&dir.file("summary.txt"), text)?;
     dir.write_classes(&prep.ds.class_names)?;

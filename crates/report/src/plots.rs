@@ -8,8 +8,8 @@ use std::sync::Once;
 use plotters::prelude::*;
 use tch::{Kind, Tensor};
 
-use train::atomic::atomic;
-use train::{Result, TrainError};
+use train::run_dir::atomic::atomic;
+use train::{error::Result, error::TrainError};
 
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 

@@ -8,7 +8,7 @@ use tch::Device;
 
 use train::runtime::Compute;
 use train::steps::{SupervisedModel, TrainStep};
-use train::{Config, Result, Run, checkpoint, state};
+use train::{config::Config, error::Result, experiment::Run, run_dir::checkpoint, run_dir::state};
 
 /// A small classifier whose files the fuzz target feeds through the readers.
 pub struct Classifier(SupervisedModel);

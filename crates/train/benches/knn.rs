@@ -4,7 +4,7 @@
 
 use criterion::{Criterion, criterion_group};
 use tch::{Device, Kind, Tensor};
-use train::knn::Knn;
+use train::features::knn::Knn;
 
 fn bench(c: &mut Criterion) {
     let mut devices = vec![Device::Cpu];

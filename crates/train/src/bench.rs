@@ -14,7 +14,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::config::Config;
 use crate::error::Result;
-use crate::loader::{Feed, Loader, Resident};
+use crate::prepared::loader::{Feed, Loader, Resident};
 use crate::runtime::Compute;
 use crate::steps::{ContrastiveModel, SupervisedModel, TrainStep};
 

@@ -9,6 +9,9 @@ pub use optim::{AdamRule, LrScaling, LrSchedule, OptimizerConfig, OptimizerKind}
 use serde::{Deserialize, Serialize};
 use stl10_data::DataConfig;
 
+mod settings;
+pub use settings::{ModelSettings, PretrainSettings, SupervisedSettings};
+
 /// Where tensors live: `auto` picks CUDA when libtorch sees a GPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -339,8 +342,8 @@ impl Default for EvalConfig {
 
 impl EvalConfig {
     /// The kNN settings.
-    pub fn knn(&self) -> crate::knn::Knn {
-        crate::knn::Knn {
+    pub fn knn(&self) -> crate::features::knn::Knn {
+        crate::features::knn::Knn {
             k: self.knn_k,
             temperature: self.knn_temperature,
         }

@@ -8,17 +8,19 @@ use std::path::{Path, PathBuf};
 
 use tch::nn::VarStore;
 
-use crate::checkpoint;
 use crate::config::HeadStart;
+use crate::config::{PretrainSettings, SupervisedSettings};
 use crate::error::{Result, TrainError};
+use crate::fit::metrics::History;
 use crate::fit::{self, Observer, Phase, Position};
-use crate::metrics::History;
 use crate::prepared::Prepared;
-use crate::run::Run;
 use crate::run_dir::RunDir;
-use crate::settings::{PretrainSettings, SupervisedSettings};
-use crate::state::{self, Loaded, Source};
+use crate::run_dir::checkpoint;
+use crate::run_dir::state::{self, Loaded, Source};
 use crate::steps::{ContrastiveModel, SupervisedModel, TrainStep};
+
+pub mod run;
+pub use run::{KNN_LABEL, KNN_METRIC, Run};
 
 /// The supervised baseline from a fresh encoder; saves `baseline.safetensors`.
 pub fn baseline(

@@ -7,11 +7,13 @@ use stl10_data::{Dataset, Split};
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
-use crate::checkpoint;
+use crate::config::ModelSettings;
 use crate::error::{Result, TrainError};
-use crate::knn::Knn;
+use crate::run_dir::checkpoint;
 use crate::runtime::Compute;
-use crate::settings::ModelSettings;
+
+pub mod knn;
+pub use knn::Knn;
 
 /// Images per forward pass: the pretraining step's encoder slice on a CPU, 1,024 on CUDA.
 pub fn batch_size(compute: &Compute) -> usize {

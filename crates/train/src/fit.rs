@@ -9,9 +9,11 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::error::{Result, TrainError};
-use crate::loader::{Feed, Loader};
-use crate::metrics::{EpochRecord, History};
+use crate::fit::metrics::{EpochRecord, History};
+use crate::prepared::loader::{Feed, Loader};
 use crate::steps::TrainStep;
+
+pub mod metrics;
 
 /// Receives progress; every method has a no-op default.
 pub trait Observer {

@@ -1,11 +1,12 @@
-//! Training core of simclr-rs: the typed configuration every command shares, and the Keras
-//! example's three runs (supervised baseline, contrastive pretraining with its linear probe,
-//! fine-tuning) into a run folder with checkpoints and histories that resume exactly. Plots and
-//! reports are in the `report` crate; what uses a trained encoder (linear evaluation, embed,
-//! predict, the sweep, the folds) in `evaluate`; the optimizers in `optim`.
+//! Training core of simclr-rs: the Keras example's three runs (supervised baseline, contrastive
+//! pretraining with its linear probe, fine-tuning) into a run folder with checkpoints and
+//! histories that resume exactly. Plots and reports are in the `report` crate, what uses a
+//! trained encoder (linear evaluation, embed, predict, the sweep, the folds) in `evaluate`, the
+//! optimizers in `optim`.
 //!
 //! ```no_run
-//! use train::{Config, Prepared, RunDir, experiment, fit::Silent};
+//! use train::config::Config;
+//! use train::{experiment, fit::Silent, prepared::Prepared, run_dir::RunDir};
 //! let cfg = Config::load(Some("configs/stl10.toml".as_ref()), &["data.root=/data".into()])?;
 //! let device = train::runtime::init(&cfg.runtime)?;
 //! let prep = Prepared::new(&cfg, device)?;
@@ -13,47 +14,29 @@
 //! let history = experiment::pretrain(&cfg.pretraining(), &prep, &dir, &mut Silent)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-//!
-//! Modules, by what they do:
-//! - setting up: [`config`] (the TOML tables), [`settings`] (what each model, step and phase is
-//!   built from), [`runtime`] (device, threads, [`runtime::Compute`]), [`prepared`] (the data
-//!   set, batch plan and compute context the phases share);
-//! - training: [`run`] (the three runs and what tells them apart), [`experiment`] (the phases),
-//!   [`fit`] (the epoch loop's observer), [`metrics`] (per-epoch histories);
-//! - the run folder: [`run_dir`] (its files), [`state`] (phase checkpoints for `--resume`),
-//!   [`checkpoint`] (safetensors of variable groups), [`atomic`] (the one file writer);
-//! - a trained encoder's features: [`features`], [`knn`] (the `val_knn_acc` monitor);
-//! - [`steps`]: the two train steps behind the [`steps::TrainStep`] the epoch loop drives, and
-//!   their models' summaries;
-//! - [`bench`](mod@bench): the step benchmark.
-//!
-//! Internal: `loader` (host or device-resident batches).
 
-pub mod atomic;
+/// The step benchmark.
 pub mod bench;
-pub mod checkpoint;
+/// The typed TOML tables, `--set` and the typed flags, and what each model, step and phase is
+/// built from ([`config::PretrainSettings`], [`config::SupervisedSettings`]).
 pub mod config;
-mod error;
+/// [`error::TrainError`] and [`error::Result`].
+pub mod error;
+/// The phases (baseline, pretraining, fine-tuning) and the three runs ([`experiment::Run`]).
 pub mod experiment;
+/// Frozen features of a trained encoder, and kNN on them ([`features::knn`]).
 pub mod features;
+/// The epoch loop, its [`fit::Observer`], and per-epoch histories ([`fit::metrics`]).
 pub mod fit;
-pub mod init_guard;
-pub mod knn;
-mod loader;
-pub mod metrics;
+/// The data set, batch plan and compute context the phases share.
 pub mod prepared;
-pub mod run;
+/// The run folder: its files, phase checkpoints for `--resume`, safetensors groups, and the
+/// one atomic file writer.
 pub mod run_dir;
+/// Device, threads and [`runtime::Compute`] (precision, memory format, encoder slices).
 pub mod runtime;
-pub mod settings;
-pub mod state;
+/// The two train steps behind [`steps::TrainStep`], the models' summaries, the seeding guard.
 pub mod steps;
 
 #[cfg(test)]
 mod tests;
-
-pub use config::{Config, ConfigError, RuntimeConfig, RuntimeFlags};
-pub use error::{Result, TrainError};
-pub use prepared::Prepared;
-pub use run::Run;
-pub use run_dir::{Histories, Recorded, RunDir};

@@ -6,8 +6,10 @@ use tch::Device;
 
 use crate::config::Config;
 use crate::error::{Result, TrainError};
-use crate::loader::{Loader, Resident};
+use crate::prepared::loader::{Loader, Resident};
 use crate::runtime::Compute;
+
+pub(crate) mod loader;
 
 /// A loaded data set, its batch plan, how the steps run and, on CUDA, the data set's resident
 /// copy on the device, shared by the phases.

@@ -1,14 +1,18 @@
 //! A run folder on disk: what it holds, and reading and writing each piece through its serde
 //! type (`config.toml`: [`Config`]; `<run>.json`: [`History`]; `state/`: the phase checkpoints
-//! of [`crate::state`]), every file written atomically.
+//! of [`crate::run_dir::state`]), every file written atomically.
 
 use std::path::{Path, PathBuf};
 
-use crate::atomic::write_file;
 use crate::config::Config;
 use crate::error::{Result, TrainError};
-use crate::metrics::History;
-use crate::run::{KNN_METRIC, Run};
+use crate::experiment::run::{KNN_METRIC, Run};
+use crate::fit::metrics::History;
+use crate::run_dir::atomic::write_file;
+
+pub mod atomic;
+pub mod checkpoint;
+pub mod state;
 
 /// The run folder's class names, one per line in label order (what `predict` prints).
 pub const CLASSES_FILE: &str = "classes.txt";

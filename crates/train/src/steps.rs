@@ -16,15 +16,17 @@ use tch::nn::{self, Module, ModuleT};
 
 use tch::{Device, Kind, Tensor};
 
+use crate::config::{ModelSettings, PretrainSettings, SupervisedSettings};
 use crate::error::Result;
-use crate::init_guard::init_seed;
-use crate::knn::Knn;
-use crate::loader::{Batch, Feed, Loader};
-use crate::run::KNN_METRIC;
+use crate::experiment::run::KNN_METRIC;
+use crate::features::knn::Knn;
+use crate::prepared::loader::{Batch, Feed, Loader};
 use crate::runtime::Compute;
-use crate::settings::{ModelSettings, PretrainSettings, SupervisedSettings};
 use optim::{Optimizer, RunLength};
 use seeds::Stream;
+
+mod init_guard;
+pub use init_guard::init_seed;
 
 /// Keras-style summaries of every model of a run's shapes for `classes` classes: encoder,
 /// projection head, linear probe and classifier.
@@ -112,7 +114,7 @@ pub struct Snapshot {
 
 /// Every variable of `vs`, as checkpoints store them.
 fn weights(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
-    crate::checkpoint::variables(vs, |_| true)
+    crate::run_dir::checkpoint::variables(vs, |_| true)
 }
 
 /// Copies every variable of `vs` from `stored`, checking names and shapes before any copy.
@@ -383,7 +385,7 @@ pub struct SupervisedModel {
 
 impl SupervisedModel {
     /// A fresh classifier for `s.run` (its optimizer and random stream; `Baseline` or
-    /// `Finetuning`). Load pretrained weights with [`crate::checkpoint::load`] before training
+    /// `Finetuning`). Load pretrained weights with [`crate::run_dir::checkpoint::load`] before training
     /// (the optimizer only keeps references to the variables, which loading overwrites in
     /// place).
     pub fn new(s: &SupervisedSettings, classes: i64, compute: Compute) -> Result<Self> {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use stl10_data::{Dataset, ImageStore, Split};
 use tch::{Device, Kind, Tensor};
 use train::fit::Silent;
-use train::{Config, Prepared, RunDir, experiment};
+use train::{config::Config, experiment, prepared::Prepared, run_dir::RunDir};
 
 fn dataset() -> Dataset {
     let split = |n: i64, seed: i64| {

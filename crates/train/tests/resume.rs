@@ -4,12 +4,12 @@
 use std::cell::Cell;
 use std::path::Path;
 
-use train::Config;
-use train::TrainError;
+use train::config::Config;
+use train::error::TrainError;
+use train::fit::metrics::History;
 use train::fit::{Observer, Silent};
-use train::metrics::History;
-use train::state;
-use train::{Prepared, Recorded, RunDir, experiment};
+use train::run_dir::state;
+use train::{experiment, prepared::Prepared, run_dir::Recorded, run_dir::RunDir};
 
 fn config(root: &Path, epochs: usize) -> Config {
     Config::load(

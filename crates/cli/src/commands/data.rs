@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use train::Config;
+use train::config::Config;
 
 /// `data download stl10`: the official archive (or `mirror`: URL and MD5) into `to` (default
 /// the default `data.root`).

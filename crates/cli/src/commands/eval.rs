@@ -7,9 +7,9 @@ use anyhow::{Result, bail};
 use evaluate::predict::{self, Predictor};
 use evaluate::sweep::{self, Budget, SweepPlan};
 use tch::Device;
-use train::Config;
-use train::Prepared;
+use train::config::Config;
 use train::features::FrozenEncoder;
+use train::prepared::Prepared;
 use train::runtime::Compute;
 
 use crate::progress::Progress;
@@ -145,7 +145,7 @@ pub fn predict(
     };
     print!("{text}");
     if failed > 0 {
-        bail!(train::TrainError::File {
+        bail!(train::error::TrainError::File {
             path: PathBuf::from("predict"),
             problem: format!(
                 "{failed} of {} images could not be read (reported above)",

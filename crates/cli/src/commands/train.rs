@@ -5,8 +5,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use tch::Device;
-use train::Config;
-use train::{Prepared, Recorded, RunDir, experiment, run};
+use train::config::Config;
+use train::{experiment, experiment::run, prepared::Prepared, run_dir::Recorded, run_dir::RunDir};
 
 use crate::args::RunArgs;
 use crate::progress::Progress;
@@ -78,7 +78,7 @@ pub fn run(
 }
 
 /// The seed's closing lines: the best validation accuracy of each run, and of the kNN monitor.
-fn print_maxima(knn_k: usize, histories: &train::Histories) {
+fn print_maxima(knn_k: usize, histories: &train::run_dir::Histories) {
     for (run, best) in histories.best_accuracies() {
         println!(
             "Maximal validation accuracy: {:.2}% ({})",

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use crate::Config;
-use crate::loader::{Feed, Loader, Resident};
+use crate::config::Config;
+use crate::prepared::loader::{Feed, Loader, Resident};
 use crate::runtime::Compute;
 use crate::steps::{ContrastiveModel, SupervisedModel, TrainStep};
 use accel::SyncDebug;

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use augment::Augmenter;
 use seeds::Stream;
 
-use crate::Config;
-use crate::TrainError;
+use crate::config::Config;
+use crate::error::TrainError;
 use crate::fit::Position;
+use crate::fit::metrics::History;
 use crate::fit::{self, Observer, Phase, Silent};
-use crate::loader::{Batch, Feed, Loader, Resident};
-use crate::metrics::History;
+use crate::prepared::loader::{Batch, Feed, Loader, Resident};
 use crate::run_dir::RunDir;
 use crate::runtime::Compute;
 use crate::steps::{ContrastiveModel, Snapshot, Streams, SupervisedModel, TrainStep};
@@ -264,12 +264,12 @@ fn finetuning_starts_from_the_saved_encoder_and_the_baseline_from_a_fresh_one() 
     let mut m = ContrastiveModel::new(&cfg.pretraining(), 3, cpu(&cfg)).unwrap();
     let _ = m.contrastive_step(&random_images(6, 32)).unwrap();
     let path = dir.path().join("encoder.safetensors");
-    crate::checkpoint::save(&m.vs, &["encoder"], &path).unwrap();
+    crate::run_dir::checkpoint::save(&m.vs, &["encoder"], &path).unwrap();
     let pretrained = snapshot(&m.vs);
 
     let ft = SupervisedModel::new(&cfg.finetuning(), 3, cpu(&cfg)).unwrap();
     assert_eq!(
-        crate::checkpoint::load(&ft.vs, "encoder", &path).unwrap(),
+        crate::run_dir::checkpoint::load(&ft.vs, "encoder", &path).unwrap(),
         10
     );
     let base = SupervisedModel::new(&cfg.supervised_baseline(), 3, cpu(&cfg)).unwrap();
@@ -469,7 +469,7 @@ fn a_run_folder_records_the_config_first_and_a_bad_checkpoint_is_named() {
     assert_eq!(back, cfg);
     std::fs::write(dir.path().join("enc.safetensors"), b"nope").unwrap();
     let m = SupervisedModel::new(&cfg.finetuning(), 4, cpu(&cfg)).unwrap();
-    let e = crate::checkpoint::load(&m.vs, "encoder", &dir.path().join("enc.safetensors"))
+    let e = crate::run_dir::checkpoint::load(&m.vs, "encoder", &dir.path().join("enc.safetensors"))
         .unwrap_err()
         .to_string();
     assert!(
@@ -575,11 +575,14 @@ fn encoder_slices_give_the_loss_of_one_pass() {
         };
         let (whole, w_whole) = first_step(None);
         let (sliced, w_sliced) = first_step(Some(4)); // 18 views: slices of 4, 4, 4, 4, 2
-        // The probe's loss is read after the contrastive update: Adam's first step is nearly
-        // sign(g), so a gradient that rounds across 0 moves its weight the other way.
-        for (x, y) in whole.iter().zip(&sliced) {
+        // c_loss and c_acc come from the one forward pass that slicing splits, so they agree to
+        // rounding. The probe's are read after the contrastive update: Adam's first step is
+        // nearly sign(g), so a gradient that rounds across 0 moves its weight the other way
+        // (p_loss moved by 2.8e-4 that way on a 2-core AMD EPYC without AVX-512).
+        for (i, (x, y)) in whole.iter().zip(&sliced).enumerate() {
+            let tolerance = if i < 2 { 2e-4 } else { 1e-3 };
             assert!(
-                (x - y).abs() < 2e-4,
+                (x - y).abs() < tolerance,
                 "bn {batch_norm}: {whole:?} vs {sliced:?}"
             );
         }
@@ -702,7 +705,7 @@ impl TrainStep for Counting {
     const VALIDATION: [&'static str; 2] = ["val_loss", "val_acc"];
     const VIEWS: usize = 1;
 
-    fn train_step(&mut self, _batch: &Batch) -> crate::Result<Tensor> {
+    fn train_step(&mut self, _batch: &Batch) -> crate::error::Result<Tensor> {
         self.k += 1.0;
         let loss = if Some(self.k) == self.nan_at {
             f32::NAN

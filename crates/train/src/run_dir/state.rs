@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tch::Tensor;
 
-use crate::atomic::{atomic, write_file};
 use crate::error::{Result, TrainError};
 use crate::fit::Position;
-use crate::metrics::History;
+use crate::fit::metrics::History;
+use crate::run_dir::atomic::{atomic, write_file};
 use crate::steps::{Streams, TrainStep};
 
 /// Version of the [`PhaseState`] layout.

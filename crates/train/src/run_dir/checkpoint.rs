@@ -6,8 +6,8 @@ use std::path::Path;
 use tch::Tensor;
 use tch::nn::VarStore;
 
-use crate::atomic::atomic;
 use crate::error::{Result, TrainError};
+use crate::run_dir::atomic::atomic;
 
 /// Saves the variables of `vs` whose names start with one of `prefixes` to `path`
 /// (safetensors), atomically. Channels-last variables are saved contiguous.

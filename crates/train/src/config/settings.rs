@@ -2,7 +2,7 @@
 //! sees its own settings, never the whole [`Config`]. [`Config::model_shapes`],
 //! [`Config::pretraining`], [`Config::supervised_baseline`] and [`Config::finetuning`] resolve
 //! them; the compute context is [`Compute`](crate::runtime::Compute), resolved once into
-//! [`Prepared`](crate::Prepared).
+//! [`Prepared`](crate::prepared::Prepared).
 
 use augment::{AugmentConfig, Preset};
 use losses::ContrastiveLossKind;
@@ -10,8 +10,8 @@ use models::{EncoderConfig, HeadConfig};
 use optim::OptimizerConfig;
 
 use crate::config::{Config, HeadStart};
-use crate::knn::Knn;
-use crate::run::Run;
+use crate::experiment::run::Run;
+use crate::features::knn::Knn;
 
 /// The shapes every model of a run is built from: the encoder and the projection head.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -3,7 +3,7 @@
 
 use seeds::Stream;
 
-use crate::loader::Feed;
+use crate::prepared::loader::Feed;
 
 /// One of the experiment's runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
