@@ -12,7 +12,8 @@ step() {
 }
 step "set-up" bash scripts/setup.sh
 step "fmt" cargo fmt --all -- --check
-step "clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+# Every feature, so the test hooks and the fuzz entry points are linted too.
+step "clippy" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 # `cli/test-hooks` builds the test binary with its fault injection (a panic, a pause before a
 # checkpoint's commit) for the end-to-end tests that need it; the release binary has none.
 step "tests" cargo test --workspace --locked --features cli/test-hooks

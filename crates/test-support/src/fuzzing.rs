@@ -6,9 +6,11 @@ use std::path::Path;
 
 use tch::Device;
 
+use train::config::Config;
+use train::error::Result;
+use train::run_dir::{checkpoint, state};
 use train::runtime::Compute;
 use train::steps::{SupervisedModel, TrainStep};
-use train::{config::Config, error::Result, experiment::Run, run_dir::checkpoint, run_dir::state};
 
 /// A small classifier whose files the fuzz target feeds through the readers.
 pub struct Classifier(SupervisedModel);
