@@ -31,7 +31,8 @@ fn target() -> &'static Target {
             ],
         )
         .unwrap();
-        let model = Classifier::new(&cfg, 3).unwrap();
+        let cpu = cfg.compute(tch::Device::Cpu);
+        let model = Classifier::new(&cfg.supervised_baseline(), 3, cpu).unwrap();
         let dir = tempfile::tempdir().unwrap();
         // A valid tensors file for the state JSON to name.
         model

@@ -12,8 +12,9 @@ use tracing_subscriber::EnvFilter;
 
 use args::{Cli, Command, DataCommand, RunArgs};
 use commands::train::Phases;
+use evaluate::predict::Predictor;
 use progress::Progress;
-use train::{config::Config, run_dir::Recorded};
+use train::{config::Config, prepared::Prepared, run_dir::Recorded};
 
 /// Set, makes the binary panic at start, so a test can check the panic hook. Only in builds with
 /// the `test-hooks` feature.
@@ -107,12 +108,15 @@ fn load_config(cli: &Cli) -> anyhow::Result<(Config, Option<Recorded>)> {
     Ok((cfg, recorded))
 }
 
-/// Loads the configuration and the runtime, then hands each subcommand to its function: one
-/// flat match, one arm per subcommand, so that what every command does is read in one place.
+/// Loads the configuration and the runtime, resolves what the commands are built from, then
+/// hands each subcommand to its function: one flat match, one arm per subcommand, so that what
+/// every command does is read in one place.
 fn run(cli: Cli) -> anyhow::Result<()> {
     let (cfg, mut recorded) = load_config(&cli)?;
     let device = train::runtime::init(&cfg.runtime)?;
     tracing::debug!(device = %train::runtime::describe(device), "runtime ready");
+    let (data, compute) = (cfg.data_settings(), cfg.compute(device));
+    let prepared = || Prepared::new(&data, compute);
     let quiet = cli.global.quiet;
     // Training commands stop on Ctrl-C/SIGTERM after a checkpoint, and show bars on a terminal.
     let progress = |no_progress: bool| {
@@ -123,7 +127,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let resumed = recorded.take();
         commands::train::run(
             &cfg,
-            device,
+            compute,
             phases,
             run,
             resumed,
@@ -140,11 +144,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             },
             &run,
         ),
-        Command::Evaluate { checkpoint } => commands::train::evaluate(&cfg, device, &checkpoint),
-        Command::AugmentPreview { count, out } => {
-            commands::train::augment_preview(&cfg, count, &out)
+        Command::Evaluate { checkpoint } => {
+            commands::train::evaluate(&prepared()?, &cfg.supervised_baseline(), &checkpoint)
         }
-        Command::Knn { encoder } => commands::eval::knn(&cfg, device, &encoder),
+        Command::AugmentPreview { count, out } => {
+            commands::train::augment_preview(&data, &cfg.pretraining(), count, &out)
+        }
+        Command::Knn { encoder } => {
+            commands::eval::knn(&prepared()?, &cfg.model_shapes(), &cfg.eval.knn(), &encoder)
+        }
         Command::Sweep {
             labels_per_class,
             encoder,
@@ -179,20 +187,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 labels: &labels,
                 plot: plot.then_some(picture.as_path()),
             };
-            commands::eval::embed(&cfg, device, &encoder, projection, &export)
+            let model = cfg.model_shapes();
+            commands::eval::embed(&data, &model, compute, &encoder, projection, &export)
         }
         Command::Predict {
             checkpoint,
             inputs,
             top,
             format,
-        } => commands::eval::predict(&cfg, device, &checkpoint, &inputs, top, &format),
-        Command::Bench { steps, warmup } => commands::train::bench(&cfg, device, steps, warmup),
+        } => {
+            let predictor =
+                Predictor::load(&cfg.encoder_config(), &cfg.data, compute, &checkpoint)?;
+            commands::eval::predict(&predictor, &inputs, top, &format)
+        }
+        Command::Bench { steps, warmup } => {
+            let (pretrain, baseline) = (cfg.pretraining(), cfg.supervised_baseline());
+            let steps = steps.max(1);
+            let report = train::bench::run(&data, &pretrain, &baseline, compute, steps, warmup)?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
         Command::Info => {
             print!(
                 "simclr-cli {}\n{}",
                 env!("CARGO_PKG_VERSION"),
-                train::runtime::report(&train::runtime::Compute::new(&cfg, device))
+                train::runtime::report(&compute)
             );
             Ok(())
         }
@@ -208,10 +227,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 commands::data::download(to.as_deref(), url.zip(md5), show)
             }
             DataCommand::Inspect { sheet, per_class } => {
-                commands::data::inspect(&cfg, sheet.as_deref().map(|s| (s, per_class)))
+                commands::data::inspect(&data, sheet.as_deref().map(|s| (s, per_class)))
             }
             DataCommand::Export { split, count, out } => {
-                commands::data::export(&cfg, &split, count, &out)
+                commands::data::export(&data, &split, count, &out)
             }
         },
     }

@@ -84,12 +84,12 @@ pub fn run(
         }
         .into());
     }
-    let mut base = cfg.clone();
+    let mut base = cfg.data_settings();
     (base.data.fold, base.data.labeled_per_class) = (None, None);
     // Only the plan and the compute are needed of the whole data set.
-    base.runtime.resident_data = false;
-    let full = stl10_data::load(&base.data, cfg.runtime.seed)?;
-    let prep = Prepared::with_dataset(&base, device, full.clone())?;
+    base.resident_data = false;
+    let full = stl10_data::load(&base.data, base.seed)?;
+    let prep = Prepared::with_dataset(&base, cfg.compute(device), full.clone())?;
     let dir = RunDir::create(out, cfg)?;
     let frozen = FrozenEncoder::load(&cfg.model_shapes(), prep.compute, encoder, None)?;
     let test = test_features(&cfg.data.root, &frozen, &full, device)?;
@@ -113,7 +113,7 @@ pub fn run(
     }
     let md = format!(
         "# STL-10 folds\n\n{}{}",
-        report::markdown::setup(cfg, &prep),
+        report::markdown::setup(&prep),
         markdown(&rows, encoder)
     );
     write_file(&dir.file("report.md"), md)?;
@@ -129,7 +129,7 @@ fn run_fold(
 ) -> Result<FoldRow> {
     let (fold_cfg, fold_prep, dir) = on.run_folder(&format!("fold-{fold}"), positions)?;
     let h = experiment::finetune(&fold_cfg.finetuning(), &fold_prep, on.encoder, &dir, obs)?;
-    report::markdown::write_report(&fold_cfg, &fold_prep, &dir)?;
+    report::markdown::write_report(&fold_cfg.eval.knn(), &fold_prep, &dir)?;
     let (linear, knn) = on.frozen_scores(positions)?;
     Ok(FoldRow {
         fold,

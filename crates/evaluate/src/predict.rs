@@ -120,7 +120,10 @@ impl Predictor {
     ) -> Result<Self> {
         let classes = classes_in(path)?;
         let vs = nn::VarStore::new(compute.device);
-        let classifier = Classifier::new(&vs.root(), encoder, classes)?;
+        let classifier = {
+            let _init = train::steps::init_lock();
+            Classifier::new(&vs.root(), encoder, classes)?
+        };
         checkpoint::load(&vs, "encoder", path)?;
         checkpoint::load(&vs, "classifier", path)?;
         classifier.encoder.set_memory_format(compute.format);

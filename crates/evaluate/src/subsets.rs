@@ -84,7 +84,7 @@ impl Subsets<'_> {
             image_size: full.image_size,
             skipped: 0,
         };
-        let budget_prep = Prepared::with_dataset(&budget_cfg, self.device, ds)?;
+        let budget_prep = Prepared::with_dataset(&budget_cfg.data_settings(), prep.compute, ds)?;
         Ok((budget_cfg, budget_prep))
     }
 

@@ -143,9 +143,9 @@ pub fn run(
         Some(n) => stl10_data::keep_labeled_per_class(full.clone(), n, seed)?,
         None => full.clone(),
     };
-    let prep = Prepared::with_dataset(cfg, device, pretraining_data)?;
+    let prep = Prepared::with_dataset(&cfg.data_settings(), cfg.compute(device), pretraining_data)?;
     let dir = RunDir::create(plan.out, cfg)?;
-    report::overview::write_overview(cfg, &prep, &dir, 8)?;
+    report::overview::write_overview(&cfg.pretraining(), &prep, &dir, 8)?;
     let encoder: PathBuf = match plan.encoder {
         Some(e) => e.to_path_buf(),
         None => {
@@ -177,7 +177,7 @@ pub fn run(
         write_tables(&dir, &rows, full.num_classes())?;
     }
     let section = markdown(&rows, plan.encoder);
-    report::markdown::write_report_with(cfg, &prep, &dir, &section)?;
+    report::markdown::write_report_with(&cfg.eval.knn(), &prep, &dir, &section)?;
     Ok(rows)
 }
 
@@ -220,7 +220,7 @@ fn run_budget(
         &dir,
         obs,
     )?;
-    report::markdown::write_report(&budget_cfg, &budget_prep, &dir)?;
+    report::markdown::write_report(&budget_cfg.eval.knn(), &budget_prep, &dir)?;
     let (linear, knn) = on.frozen_scores(positions)?;
     let best = |h: &train::fit::metrics::History, run: Run| {
         h.best(run.accuracy_metric()).unwrap_or(f64::NAN)

@@ -5,7 +5,6 @@
 use std::fmt::Write as _;
 
 use crate::plots::{Legend, line_plot};
-use train::config::Config;
 use train::error::Result;
 use train::experiment::run::{KNN_LABEL, KNN_METRIC, Run};
 use train::features::knn::Knn;
@@ -20,14 +19,15 @@ pub const LIBTORCH_VERSION: &str = "2.11.0";
 const PUBLISHED: &str = "Published for the Keras example (STL-10, 20 epochs): baseline 59.9%, \
                          linear probe 56.7%, fine-tuned 65.3%.";
 
-/// Writes `val_acc.png`, `val_loss.png` and `report.md` for whichever runs `dir` holds.
-pub fn write_report(cfg: &Config, prep: &Prepared, dir: &RunDir) -> Result<Histories> {
-    write_report_with(cfg, prep, dir, "")
+/// Writes `val_acc.png`, `val_loss.png` and `report.md` for whichever runs `dir` holds, on
+/// the data and compute of `prep`; `knn` names the monitor's settings.
+pub fn write_report(knn: &Knn, prep: &Prepared, dir: &RunDir) -> Result<Histories> {
+    write_report_with(knn, prep, dir, "")
 }
 
 /// [`write_report`] with `sections` (markdown) appended to `report.md`.
 pub fn write_report_with(
-    cfg: &Config,
+    knn: &Knn,
     prep: &Prepared,
     dir: &RunDir,
     sections: &str,
@@ -35,8 +35,8 @@ pub fn write_report_with(
     let histories = dir.histories()?;
     validation_plots(dir, &histories)?;
     let mut md = String::from("# simclr-rs run\n\n");
-    md.push_str(&setup(cfg, prep));
-    md.push_str(&results(&cfg.eval.knn(), &histories));
+    md.push_str(&setup(prep));
+    md.push_str(&results(knn, &histories));
     let _ = writeln!(md, "\n{PUBLISHED}\n");
     md.push_str(&figures(dir));
     md.push_str(sections);
@@ -77,14 +77,14 @@ fn validation_plots(dir: &RunDir, histories: &Histories) -> Result<()> {
 }
 
 /// The bullet list of how and on what the run ran.
-pub fn setup(cfg: &Config, prep: &Prepared) -> String {
-    let d = &prep.ds;
+pub fn setup(prep: &Prepared) -> String {
+    let (d, settings) = (&prep.ds, &prep.settings);
     let data_at = if prep.resident.is_some() {
         "resident on the device, batches gathered there"
     } else {
         "host memory, one upload per batch"
     };
-    let kind = format!("{:?}", cfg.data.kind).to_lowercase();
+    let kind = format!("{:?}", settings.data.kind).to_lowercase();
     [
         format!("- compute: {}", prep.compute.describe()),
         format!("- data: {data_at}"),
@@ -94,7 +94,7 @@ pub fn setup(cfg: &Config, prep: &Prepared) -> String {
         ),
         format!(
             "- data: {kind:?} at {} ({} labeled train, {} unlabeled, {} test, {}x{} images, {} classes)",
-            cfg.data.root.display(),
+            settings.data.root.display(),
             d.train.len(),
             d.unlabeled.len(),
             d.test.len(),
@@ -107,7 +107,7 @@ pub fn setup(cfg: &Config, prep: &Prepared) -> String {
             prep.plan.steps,
             prep.plan.describe()
         ),
-        format!("- seed: {}\n\n", cfg.runtime.seed),
+        format!("- seed: {}\n\n", settings.seed),
     ]
     .join("\n")
 }

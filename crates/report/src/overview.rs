@@ -10,7 +10,7 @@ use stl10_data::Dataset;
 use tch::Device;
 
 use crate::plots::image_grid;
-use train::config::Config;
+use train::config::PretrainSettings;
 use train::prepared::Prepared;
 use train::run_dir::atomic::write_file;
 use train::run_dir::{CLASSES_FILE, RunDir};
@@ -19,28 +19,41 @@ use train::{error::Result, error::TrainError};
 /// The files [`write_overview`] writes.
 pub const OVERVIEW_FILES: [&str; 3] = ["summary.txt", CLASSES_FILE, "augmentations.png"];
 
-/// Writes `summary.txt` (Keras-style summaries of every model), `classes.txt` and
-/// `augmentations.png`; a resumed folder that has them keeps them (a resumed run has the same
-/// models, classes and augmentations).
-pub fn write_overview(cfg: &Config, prep: &Prepared, dir: &RunDir, count: usize) -> Result<()> {
+/// Writes `summary.txt` (Keras-style summaries of every model of `pretrain`'s shapes),
+/// `classes.txt` and `augmentations.png` (`pretrain`'s augmentations); a resumed folder that
+/// has them keeps them (a resumed run has the same models, classes and augmentations).
+pub fn write_overview(
+    pretrain: &PretrainSettings,
+    prep: &Prepared,
+    dir: &RunDir,
+    count: usize,
+) -> Result<()> {
     if dir.resume && OVERVIEW_FILES.iter().all(|f| dir.file(f).is_file()) {
         return Ok(());
     }
-    let text = train::steps::summaries(&cfg.model_shapes(), prep.classes())?;
+    let text = train::steps::summaries(&pretrain.model, prep.classes())?;
     write_file(&dir.file("summary.txt"), text)?;
     dir.write_classes(&prep.ds.class_names)?;
-    augmentation_grid(cfg, &prep.ds, count, &dir.file("augmentations.png"))
+    let path = dir.file("augmentations.png");
+    augmentation_grid(pretrain, &prep.ds, &prep.settings.data.root, count, &path)
 }
 
 /// Most images per row of the augmentation grid.
 pub const MAX_PREVIEW: usize = 256;
 
-/// The seed's figure of `count` training images: original, weakly augmented and two strongly
-/// augmented versions.
-pub fn augmentation_grid(cfg: &Config, ds: &Dataset, count: usize, path: &Path) -> Result<()> {
+/// The seed's figure of `count` training images: original, weakly augmented (the probe's and
+/// the classifiers' transform) and two strongly augmented versions (the contrastive views),
+/// seeded by `pretrain.seed`. `root`, where `ds` was read from, names the data in errors.
+pub fn augmentation_grid(
+    pretrain: &PretrainSettings,
+    ds: &Dataset,
+    root: &Path,
+    count: usize,
+    path: &Path,
+) -> Result<()> {
     if ds.train.is_empty() {
         return Err(TrainError::file(
-            &cfg.data.root,
+            root,
             "the train split is empty: no images to preview",
         ));
     }
@@ -52,14 +65,14 @@ pub fn augmentation_grid(cfg: &Config, ds: &Dataset, count: usize, path: &Path) 
     }
     let n = count.min(ds.train.len());
     let images = ds.train.images(&(0..n).collect::<Vec<_>>());
-    let seed = cfg.runtime.seed;
+    let seed = pretrain.seed;
     let mut weak = Augmenter::new(
-        cfg.augment.classification,
+        pretrain.probe_augment,
         seeds::seed(seed, Stream::PreviewWeak),
         Device::Cpu,
     )?;
     let mut strong = Augmenter::new(
-        cfg.augment.views(),
+        pretrain.views,
         seeds::seed(seed, Stream::PreviewStrong),
         Device::Cpu,
     )?;

@@ -4,9 +4,7 @@
 
 use std::path::Path;
 
-use tch::Device;
-
-use train::config::Config;
+use train::config::SupervisedSettings;
 use train::error::Result;
 use train::run_dir::{checkpoint, state};
 use train::runtime::Compute;
@@ -16,10 +14,9 @@ use train::steps::{SupervisedModel, TrainStep};
 pub struct Classifier(SupervisedModel);
 
 impl Classifier {
-    /// A fresh baseline classifier of `cfg` for `classes` classes on the CPU.
-    pub fn new(cfg: &Config, classes: i64) -> Result<Self> {
-        let compute = Compute::new(cfg, Device::Cpu);
-        SupervisedModel::new(&cfg.supervised_baseline(), classes, compute).map(Classifier)
+    /// A fresh classifier of `settings` for `classes` classes, run as `compute` says.
+    pub fn new(settings: &SupervisedSettings, classes: i64, compute: Compute) -> Result<Self> {
+        SupervisedModel::new(settings, classes, compute).map(Classifier)
     }
 
     /// Writes the model's resumable tensors to `path` (a valid file for a state JSON to name).

@@ -12,7 +12,7 @@ use serde::Serialize;
 use stl10_data::{BatchPlan, DataConfig, DataKind, Dataset, ImageStore, Split};
 use tch::{Device, Kind, Tensor};
 
-use crate::config::Config;
+use crate::config::{DataSettings, PretrainSettings, SupervisedSettings};
 use crate::error::Result;
 use crate::prepared::loader::{Feed, Loader, Resident};
 use crate::runtime::Compute;
@@ -148,15 +148,24 @@ fn run_steps<S: TrainStep>(
     unreachable!("the epoch loop only ends by returning")
 }
 
-/// Runs `warmup` then `steps` timed steps of each kind.
-pub fn run(cfg: &Config, device: Device, steps: usize, warmup: usize) -> Result<BenchReport> {
-    let (unlabeled, labeled, classes) = published_sizes(&cfg.data);
-    let epoch = BatchPlan::new(unlabeled, labeled, cfg.data.batch_size)?;
-    let size = cfg.data.image_size;
-    let compute = Compute::new(cfg, device);
+/// Runs `warmup` then `steps` timed steps of each kind: the pretraining step of `pretraining`
+/// and the supervised step of `baseline`, at the shapes of `data`.
+pub fn run(
+    data: &DataSettings,
+    pretraining: &PretrainSettings,
+    baseline: &SupervisedSettings,
+    compute: Compute,
+    steps: usize,
+    warmup: usize,
+) -> Result<BenchReport> {
+    let (unlabeled, labeled, classes) = published_sizes(&data.data);
+    let batch_size = data.data.batch_size;
+    let epoch = BatchPlan::new(unlabeled, labeled, batch_size)?;
+    let size = data.data.image_size;
+    let device = compute.device;
     let ds = synthetic(&epoch, size, classes);
-    let plan = BatchPlan::new(ds.unlabeled.len(), ds.train.len(), cfg.data.batch_size)?;
-    let resident = if device.is_cuda() && cfg.runtime.resident_data {
+    let plan = BatchPlan::new(ds.unlabeled.len(), ds.train.len(), batch_size)?;
+    let resident = if device.is_cuda() && data.resident_data {
         Some(Resident::upload(&ds, device)?)
     } else {
         None
@@ -164,10 +173,10 @@ pub fn run(cfg: &Config, device: Device, steps: usize, warmup: usize) -> Result<
     let loader = Loader {
         ds: &ds,
         plan,
-        seed: cfg.runtime.seed,
+        seed: data.seed,
         resident: resident.as_ref(),
     };
-    let mut model = ContrastiveModel::new(&cfg.pretraining(), classes as i64, compute)?;
+    let mut model = ContrastiveModel::new(pretraining, classes as i64, compute)?;
     let pretrain = timed(warmup, steps, device, |n| {
         run_steps(&mut model, &loader, Feed::Zipped, n)
     })?;
@@ -180,13 +189,13 @@ pub fn run(cfg: &Config, device: Device, steps: usize, warmup: usize) -> Result<
         .to_device(device)
         .repeat([2, 1, 1, 1]);
     let mut strong =
-        augment::Augmenter::new(cfg.augment.views(), 0, device)?.with_format(compute.format);
+        augment::Augmenter::new(pretraining.views, 0, device)?.with_format(compute.format);
     let augment = time_steps(steps, device, || {
         let _views = strong.augment(&both)?;
         Ok(())
     })?;
 
-    let mut clf = SupervisedModel::new(&cfg.supervised_baseline(), classes as i64, compute)?;
+    let mut clf = SupervisedModel::new(baseline, classes as i64, compute)?;
     // A supervised step is about 40x shorter: time 20x as many, so both spans are seconds long.
     let supervised = timed(warmup, steps * SUPERVISED_STEPS_PER_STEP, device, |n| {
         run_steps(&mut clf, &loader, Feed::Labeled, n)
@@ -199,7 +208,7 @@ pub fn run(cfg: &Config, device: Device, steps: usize, warmup: usize) -> Result<
     Ok(BenchReport {
         shape: format!(
             "{} {size}x{size}: {} steps of {} + {} images",
-            format!("{:?}", cfg.data.kind).to_lowercase(),
+            format!("{:?}", data.data.kind).to_lowercase(),
             epoch.steps,
             epoch.unlabeled_batch,
             epoch.labeled_batch

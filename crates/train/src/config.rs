@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use stl10_data::DataConfig;
 
 mod settings;
-pub use settings::{ModelSettings, PretrainSettings, SupervisedSettings};
+pub use settings::{DataSettings, ModelSettings, PretrainSettings, SupervisedSettings};
 
 /// Where tensors live: `auto` picks CUDA when libtorch sees a GPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -542,6 +542,13 @@ impl Config {
             return Err(invalid(
                 "runtime.threads",
                 format!("must be in 1..={MAX_THREADS}, got {t}"),
+            ));
+        }
+        if i64::try_from(self.runtime.seed).is_err() {
+            // `--seed` is typed u64, but a run folder records it in TOML, whose integers are i64.
+            return Err(invalid(
+                "runtime.seed",
+                format!("must be at most {}, got {}", i64::MAX, self.runtime.seed),
             ));
         }
         if self.runtime.encoder_chunk == Some(0) {
@@ -1122,5 +1129,77 @@ mod tests {
         let p = dir.path().join("resolved.toml");
         std::fs::write(&p, cfg.to_toml()).unwrap();
         assert_eq!(Config::load(Some(&p), &[]).unwrap(), cfg);
+    }
+
+    #[test]
+    fn typed_flags_win_over_the_file_and_every_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("run.toml");
+        std::fs::write(
+            &p,
+            "[runtime]\nseed = 1\nthreads = 3\nprecision = \"bf16\"\n",
+        )
+        .unwrap();
+        let sets = ["runtime.seed=2".into(), "runtime.device=\"cpu\"".into()];
+        let flags = RuntimeFlags {
+            seed: Some(5),
+            threads: Some(4),
+            ..RuntimeFlags::default()
+        };
+        let cfg = Config::load_with(Some(&p), &sets, &flags).unwrap();
+        // The flags given replace their keys; the others keep the file's or the --set's value.
+        assert_eq!(cfg.runtime.seed, 5);
+        assert_eq!(cfg.runtime.threads, Some(4));
+        assert_eq!(
+            cfg.runtime.precision,
+            PrecisionChoice::Bf16,
+            "from the file"
+        );
+        assert_eq!(cfg.runtime.device, DeviceChoice::Cpu, "from the --set");
+        // A resumed run's recorded configuration is the base in the same order.
+        let resumed = cfg
+            .overridden(&["runtime.threads=1".into()], &RuntimeFlags::default())
+            .unwrap();
+        assert_eq!(
+            (resumed.runtime.seed, resumed.runtime.threads),
+            (5, Some(1))
+        );
+        let flagged = cfg.overridden(&["runtime.seed=9".into()], &flags).unwrap();
+        assert_eq!(flagged.runtime.seed, 5, "the flag wins over a later --set");
+    }
+
+    #[test]
+    fn a_flag_is_validated_like_its_key() {
+        let too_many = RuntimeFlags {
+            threads: Some(MAX_THREADS + 1),
+            ..RuntimeFlags::default()
+        };
+        let err = Config::load_with(None, &[], &too_many)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("runtime.threads: must be in 1..="), "{err}");
+        // TOML, where a run folder records the seed, has no integers above i64::MAX.
+        let huge = RuntimeFlags {
+            seed: Some(u64::MAX),
+            ..RuntimeFlags::default()
+        };
+        let err = Config::load_with(None, &[], &huge).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "runtime.seed: must be at most {}, got {}",
+                i64::MAX,
+                u64::MAX
+            )
+        );
+        let largest = RuntimeFlags {
+            seed: Some(i64::MAX as u64),
+            ..RuntimeFlags::default()
+        };
+        let cfg = Config::load_with(None, &[], &largest).unwrap();
+        assert_eq!(
+            Config::parse(Some((&cfg.to_toml(), Path::new("x"))), &[]).unwrap(),
+            cfg
+        );
     }
 }

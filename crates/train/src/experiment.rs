@@ -179,7 +179,7 @@ fn train_phase<S: TrainStep>(
         loader: &loader,
         feed: run.feed(),
         epochs: length.epochs,
-        metrics_every: prep.metrics_every,
+        metrics_every: prep.settings.metrics_every,
     };
     let mut checkpoint = |m: &S, h: &History, p: &Position| {
         state::save(&states, run.name(), m, h, p, source.as_ref())?;

@@ -115,6 +115,7 @@ impl FrozenEncoder {
         path: &std::path::Path,
         head: Option<&std::path::Path>,
     ) -> Result<Self> {
+        let init = crate::steps::init_lock();
         let mut vs = nn::VarStore::new(compute.device);
         let encoder = Encoder::new(&(vs.root() / "encoder"), &shapes.encoder)?;
         let w = shapes.encoder.output_dim();
@@ -125,6 +126,7 @@ impl FrozenEncoder {
                 Ok(p)
             })
             .transpose()?;
+        drop(init);
         checkpoint::load(&vs, "encoder", path)?;
         encoder.set_memory_format(compute.format);
         vs.freeze();

@@ -2,9 +2,8 @@
 //! steps run ([`Compute`]) and, on CUDA, the data set's copy resident on the device.
 
 use stl10_data::{BatchPlan, Dataset};
-use tch::Device;
 
-use crate::config::Config;
+use crate::config::DataSettings;
 use crate::error::{Result, TrainError};
 use crate::prepared::loader::{Loader, Resident};
 use crate::runtime::Compute;
@@ -18,32 +17,33 @@ pub struct Prepared {
     pub plan: BatchPlan,
     pub compute: Compute,
     pub resident: Option<Resident>,
-    pub seed: u64,
-    pub metrics_every: usize,
-    /// Where the data came from (`data.root`), for messages.
-    pub root: std::path::PathBuf,
+    /// What it was built from: the data's root and kind (for messages and reports), the seed
+    /// of the batch order, how often the phases read their metrics.
+    pub settings: DataSettings,
 }
 
 impl Prepared {
     /// Loads the data and plans the batches; an empty test split is an error, since every
     /// epoch is validated on it. On CUDA with `runtime.resident_data`, the uint8 images move
     /// to the device once; if they do not fit, batches come from host memory instead.
-    pub fn new(cfg: &Config, device: Device) -> Result<Self> {
-        Prepared::with_dataset(cfg, device, stl10_data::load(&cfg.data, cfg.runtime.seed)?)
+    pub fn new(settings: &DataSettings, compute: Compute) -> Result<Self> {
+        let ds = stl10_data::load(&settings.data, settings.seed)?;
+        Prepared::with_dataset(settings, compute, ds)
     }
 
     /// [`Prepared::new`] on a data set already loaded (or derived from one, as the sweep's
     /// label budgets are).
-    pub fn with_dataset(cfg: &Config, device: Device, ds: Dataset) -> Result<Self> {
+    pub fn with_dataset(settings: &DataSettings, compute: Compute, ds: Dataset) -> Result<Self> {
+        let batch_size = settings.data.batch_size;
         let plan = if ds.unlabeled.is_empty() {
             // Supervised runs only; pretraining refuses (see `require_unlabeled`).
-            BatchPlan::supervised(ds.train.len(), cfg.data.batch_size)?
+            BatchPlan::supervised(ds.train.len(), batch_size)?
         } else {
-            BatchPlan::new(ds.unlabeled.len(), ds.train.len(), cfg.data.batch_size)?
+            BatchPlan::new(ds.unlabeled.len(), ds.train.len(), batch_size)?
         };
         if ds.test.is_empty() {
             return Err(TrainError::file(
-                &cfg.data.root,
+                &settings.data.root,
                 "the test split is empty: every epoch is validated on it",
             ));
         }
@@ -54,8 +54,8 @@ impl Prepared {
             "{}",
             plan.describe()
         );
-        let compute = Compute::new(cfg, device);
-        let resident = (device.is_cuda() && cfg.runtime.resident_data)
+        let device = compute.device;
+        let resident = (device.is_cuda() && settings.resident_data)
             .then(|| match Resident::upload(&ds, device) {
                 Ok(r) => {
                     tracing::info!(bytes = r.bytes(), "data set resident on {device:?}");
@@ -73,9 +73,7 @@ impl Prepared {
             plan,
             compute,
             resident,
-            seed: cfg.runtime.seed,
-            metrics_every: cfg.runtime.metrics_every,
-            root: cfg.data.root.clone(),
+            settings: settings.clone(),
         })
     }
 
@@ -83,7 +81,7 @@ impl Prepared {
     pub fn require_unlabeled(&self) -> Result<()> {
         if self.ds.unlabeled.is_empty() {
             return Err(TrainError::file(
-                &self.root,
+                &self.settings.data.root,
                 "no unlabeled images for pretraining (STL-10: unlabeled_X.bin; folders: \
                  unlabeled/; IDX: set data.labeled_per_class to hold labels back)",
             ));
@@ -100,7 +98,7 @@ impl Prepared {
         Loader {
             ds: &self.ds,
             plan: self.plan,
-            seed: self.seed,
+            seed: self.settings.seed,
             resident: self.resident.as_ref(),
         }
     }

@@ -4,7 +4,7 @@
 use accel::{MemoryFormat, Precision};
 use tch::Device;
 
-use crate::config::{Config, ConfigError, DeviceChoice, PrecisionChoice, RuntimeConfig};
+use crate::config::{ConfigError, DeviceChoice, ModelConfig, PrecisionChoice, RuntimeConfig};
 
 /// The device `choice` names; `cuda` when CUDA is missing is an error, not a silent CPU run.
 pub(crate) fn resolve_device(choice: DeviceChoice) -> Result<Device, ConfigError> {
@@ -64,21 +64,28 @@ pub struct Compute {
 }
 
 impl Compute {
-    pub fn new(cfg: &Config, device: Device) -> Self {
-        let side = cfg.data.image_size.max(1);
+    /// From the `[runtime]` and `[model]` tables, for images of `image_size` on `device`
+    /// ([`Config::compute`](crate::config::Config::compute) reads them off a configuration).
+    pub fn new(
+        runtime: &RuntimeConfig,
+        model: &ModelConfig,
+        image_size: usize,
+        device: Device,
+    ) -> Self {
+        let side = image_size.max(1);
         // An encoder with BatchNorm keeps the whole batch's statistics unless slices are asked
         // for (then each slice normalises by its own, as data-parallel SimCLR without
         // synchronised BatchNorm does).
-        let batch_norm = cfg.model.encoder.has_batch_norm();
-        let encoder_chunk = match (cfg.runtime.encoder_chunk, device) {
+        let batch_norm = model.encoder.has_batch_norm();
+        let encoder_chunk = match (runtime.encoder_chunk, device) {
             (Some(n), _) => Some(n),
             (None, Device::Cpu) if !batch_norm => Some((CPU_ENCODER_PIXELS / (side * side)).max(1)),
             (None, _) => None,
         };
         Compute {
             device,
-            precision: resolve_precision(cfg.runtime.precision, device),
-            format: if cfg.model.channels_last {
+            precision: resolve_precision(runtime.precision, device),
+            format: if model.channels_last {
                 MemoryFormat::ChannelsLast
             } else {
                 MemoryFormat::Contiguous
@@ -140,6 +147,7 @@ pub fn report(compute: &Compute) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     fn cfg(sets: &[&str]) -> Config {
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
@@ -148,21 +156,19 @@ mod tests {
 
     #[test]
     fn encoder_slices_follow_the_image_area_on_the_cpu_and_the_setting_everywhere() {
-        let c = Compute::new(&cfg(&["runtime.precision=\"fp32\""]), Device::Cpu);
+        let c = cfg(&["runtime.precision=\"fp32\""]).compute(Device::Cpu);
         assert_eq!(c.encoder_chunk, Some(176), "96x96: 176 views");
-        let c = Compute::new(
-            &cfg(&[
-                "data.kind=folder",
-                "data.image_size=32",
-                "runtime.precision=\"fp32\"",
-            ]),
-            Device::Cpu,
-        );
+        let c = cfg(&[
+            "data.kind=folder",
+            "data.image_size=32",
+            "runtime.precision=\"fp32\"",
+        ])
+        .compute(Device::Cpu);
         assert_eq!(c.encoder_chunk, Some(1584), "32x32: nine times as many");
-        let c = Compute::new(&cfg(&["runtime.encoder_chunk=263"]), Device::Cpu);
+        let c = cfg(&["runtime.encoder_chunk=263"]).compute(Device::Cpu);
         assert_eq!(c.encoder_chunk, Some(263));
         let gpu = cfg(&["runtime.precision=\"fp32\""]);
-        assert_eq!(Compute::new(&gpu, Device::Cuda(0)).encoder_chunk, None);
+        assert_eq!(gpu.compute(Device::Cuda(0)).encoder_chunk, None);
         assert_eq!(c.format, MemoryFormat::ChannelsLast, "the default layout");
     }
 
@@ -176,10 +182,8 @@ mod tests {
             resolve_precision(PrecisionChoice::Fp32, Device::Cpu),
             Precision::Fp32
         );
-        let c = Compute::new(
-            &cfg(&["runtime.precision=\"bf16\"", "model.channels_last=false"]),
-            Device::Cpu,
-        );
+        let c =
+            cfg(&["runtime.precision=\"bf16\"", "model.channels_last=false"]).compute(Device::Cpu);
         assert!(
             c.describe()
                 .ends_with("bf16 autocast, nchw, encoder slices of <= 176 views"),

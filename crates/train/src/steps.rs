@@ -26,7 +26,7 @@ use optim::{Optimizer, RunLength};
 use seeds::Stream;
 
 mod init_guard;
-pub use init_guard::init_seed;
+pub use init_guard::{init_lock, init_seed};
 
 /// Keras-style summaries of every model of a run's shapes for `classes` classes: encoder,
 /// projection head, linear probe and classifier.

@@ -28,7 +28,8 @@ fn dataset() -> Dataset {
 /// Per-epoch metrics of a 2-epoch pretraining run of `cfg`, through the public API, and the
 /// encoder it saved.
 fn pretrain(cfg: &Config, ds: &Dataset) -> (Vec<Vec<(String, f64)>>, Vec<u8>) {
-    let prep = Prepared::with_dataset(cfg, Device::Cpu, ds.clone()).unwrap();
+    let prep =
+        Prepared::with_dataset(&cfg.data_settings(), cfg.compute(Device::Cpu), ds.clone()).unwrap();
     let out = tempfile::tempdir().unwrap();
     let dir = RunDir::create(out.path(), cfg).unwrap();
     // Unrelated use of the global generator in between must not matter.

@@ -128,7 +128,7 @@ fn two_epochs_resumed_to_four_and_a_stopped_run_equal_a_straight_run() {
     let data = tmp.path().join("data");
     test_support::fixtures::write_idx_set(&data, 60, 20, 28, 28).unwrap();
     let (two, four) = (config(&data, 2), config(&data, 4));
-    let prep = Prepared::new(&four, tch::Device::Cpu).unwrap();
+    let prep = Prepared::new(&four.data_settings(), four.compute(tch::Device::Cpu)).unwrap();
     assert!(prep.plan.steps >= 3, "{}", prep.plan.describe());
 
     let straight = tmp.path().join("straight");

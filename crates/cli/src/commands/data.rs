@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use train::config::Config;
+use train::config::DataSettings;
 
 /// `data download stl10`: the official archive (or `mirror`: URL and MD5) into `to` (default
 /// the default `data.root`).
@@ -34,9 +34,9 @@ pub fn download(to: Option<&Path>, mirror: Option<(String, String)>, show_bar: b
 
 /// `data inspect`: the account of the data set, and with `sheet` (file, images per class) its
 /// contact sheet.
-pub fn inspect(cfg: &Config, sheet: Option<(&Path, usize)>) -> Result<()> {
-    let ds = stl10_data::load(&cfg.data, cfg.runtime.seed)?;
-    print!("{}", stl10_data::inspect(&ds, cfg.data.batch_size));
+pub fn inspect(data: &DataSettings, sheet: Option<(&Path, usize)>) -> Result<()> {
+    let ds = stl10_data::load(&data.data, data.seed)?;
+    print!("{}", stl10_data::inspect(&ds, data.data.batch_size));
     if let Some((path, per_class)) = sheet {
         report::overview::contact_sheet(&ds, per_class, path)?;
         println!("wrote {}", path.display());
@@ -44,8 +44,8 @@ pub fn inspect(cfg: &Config, sheet: Option<(&Path, usize)>) -> Result<()> {
     Ok(())
 }
 
-pub fn export(cfg: &Config, split: &str, count: usize, out: &Path) -> Result<()> {
-    let ds = stl10_data::load(&cfg.data, cfg.runtime.seed)?;
+pub fn export(data: &DataSettings, split: &str, count: usize, out: &Path) -> Result<()> {
+    let ds = stl10_data::load(&data.data, data.seed)?;
     let Some(images) = ds.split(split) else {
         bail!("--split {split}: expected train, unlabeled or test");
     };

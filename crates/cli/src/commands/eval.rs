@@ -7,18 +7,16 @@ use anyhow::{Result, bail};
 use evaluate::predict::{self, Predictor};
 use evaluate::sweep::{self, Budget, SweepPlan};
 use tch::Device;
-use train::config::Config;
-use train::features::FrozenEncoder;
+use train::config::{Config, DataSettings, ModelSettings};
+use train::features::{FrozenEncoder, knn::Knn};
 use train::prepared::Prepared;
 use train::runtime::Compute;
 
 use crate::progress::Progress;
 
-pub fn knn(cfg: &Config, device: Device, encoder: &Path) -> Result<()> {
-    let prep = Prepared::new(cfg, device)?;
-    let frozen = FrozenEncoder::load(&cfg.model_shapes(), prep.compute, encoder, None)?;
-    let knn = cfg.eval.knn();
-    let acc = train::features::knn_accuracy(&prep.compute, &prep.ds, &knn, |x| frozen.forward(x))?;
+pub fn knn(prep: &Prepared, model: &ModelSettings, knn: &Knn, encoder: &Path) -> Result<()> {
+    let frozen = FrozenEncoder::load(model, prep.compute, encoder, None)?;
+    let acc = train::features::knn_accuracy(&prep.compute, &prep.ds, knn, |x| frozen.forward(x))?;
     println!(
         "val_knn_acc: {acc:.4} (k = {}, t = {}, {} bank images, {} queries)",
         knn.k,
@@ -91,21 +89,17 @@ pub fn folds(
 }
 
 pub fn embed(
-    cfg: &Config,
-    device: Device,
+    data: &DataSettings,
+    model: &ModelSettings,
+    compute: Compute,
     encoder: &Path,
     projection: bool,
     export: &evaluate::embed::Export,
 ) -> Result<()> {
     evaluate::embed::check_split(export.split)?;
     let head = projection.then(|| encoder.with_file_name("projection_head.safetensors"));
-    let ds = stl10_data::load(&cfg.data, cfg.runtime.seed)?;
-    let frozen = FrozenEncoder::load(
-        &cfg.model_shapes(),
-        Compute::new(cfg, device),
-        encoder,
-        head.as_deref(),
-    )?;
+    let ds = stl10_data::load(&data.data, data.seed)?;
+    let frozen = FrozenEncoder::load(model, compute, encoder, head.as_deref())?;
     let ([n, d], labeled) = evaluate::embed::export(&frozen, &ds, export)?;
     println!("wrote {} ([{n}, {d}] float32)", export.features.display());
     if labeled {
@@ -117,16 +111,7 @@ pub fn embed(
     Ok(())
 }
 
-pub fn predict(
-    cfg: &Config,
-    device: Device,
-    checkpoint: &Path,
-    inputs: &[PathBuf],
-    top: usize,
-    format: &str,
-) -> Result<()> {
-    let compute = Compute::new(cfg, device);
-    let predictor = Predictor::load(&cfg.encoder_config(), &cfg.data, compute, checkpoint)?;
+pub fn predict(predictor: &Predictor, inputs: &[PathBuf], top: usize, format: &str) -> Result<()> {
     let files = predict::image_files(inputs)?;
     let (mut good, mut failed) = (Vec::new(), 0usize);
     for result in predictor.predict(&files, top) {

@@ -1,11 +1,11 @@
-//! The training commands (`experiment`, `baseline`, `pretrain`, `finetune`), `evaluate`,
-//! `augment-preview` and `bench`.
+//! The training commands (`experiment`, `baseline`, `pretrain`, `finetune`), `evaluate`
+//! and `augment-preview`.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use tch::Device;
-use train::config::Config;
+use train::config::{Config, DataSettings, PretrainSettings, SupervisedSettings};
+use train::runtime::Compute;
 use train::{experiment, experiment::run, prepared::Prepared, run_dir::Recorded, run_dir::RunDir};
 
 use crate::args::RunArgs;
@@ -22,9 +22,11 @@ pub enum Phases<'a> {
     },
 }
 
+/// The training commands: the run folder is made (or resumed) from the whole `cfg`, which it
+/// records; each phase gets its own settings.
 pub fn run(
     cfg: &Config,
-    device: Device,
+    compute: Compute,
     phases: Phases,
     args: &RunArgs,
     recorded: Option<Recorded>,
@@ -32,7 +34,7 @@ pub fn run(
 ) -> Result<()> {
     // A resumed folder is checked before the data loads; a new one is made after.
     let resumed = recorded.map(|r| RunDir::resume(r, cfg)).transpose()?;
-    let prep = Prepared::new(cfg, device)?;
+    let prep = Prepared::new(&cfg.data_settings(), compute)?;
     if matches!(phases, Phases::All | Phases::Pretrain) {
         prep.require_unlabeled()?;
     }
@@ -40,7 +42,7 @@ pub fn run(
         Some(dir) => dir,
         None => RunDir::create(&args.out, cfg)?,
     };
-    report::overview::write_overview(cfg, &prep, &dir, 8)?;
+    report::overview::write_overview(&cfg.pretraining(), &prep, &dir, 8)?;
     match phases {
         Phases::All => {
             experiment::baseline(&cfg.supervised_baseline(), &prep, &dir, progress)?;
@@ -71,7 +73,7 @@ pub fn run(
                 .with_context(|| format!("fine-tuning from {}", encoder.display()))?;
         }
     }
-    let histories = report::write_report(cfg, &prep, &dir)?;
+    let histories = report::write_report(&cfg.eval.knn(), &prep, &dir)?;
     println!("run folder: {}", dir.path.display());
     print_maxima(cfg.eval.knn_k, &histories);
     Ok(())
@@ -96,23 +98,21 @@ fn print_maxima(knn_k: usize, histories: &train::run_dir::Histories) {
     }
 }
 
-pub fn evaluate(cfg: &Config, device: Device, checkpoint: &Path) -> Result<()> {
-    let prep = Prepared::new(cfg, device)?;
-    let (loss, acc) = experiment::evaluate(&cfg.supervised_baseline(), &prep, checkpoint)?;
+pub fn evaluate(prep: &Prepared, baseline: &SupervisedSettings, checkpoint: &Path) -> Result<()> {
+    let (loss, acc) = experiment::evaluate(baseline, prep, checkpoint)?;
     println!("val_loss: {loss:.4} - val_acc: {acc:.4}");
     println!("Validation accuracy: {:.2}%", acc * 100.0);
     Ok(())
 }
 
-pub fn augment_preview(cfg: &Config, count: usize, out: &Path) -> Result<()> {
-    let ds = stl10_data::load(&cfg.data, cfg.runtime.seed)?;
-    report::overview::augmentation_grid(cfg, &ds, count, out)?;
+pub fn augment_preview(
+    data: &DataSettings,
+    pretrain: &PretrainSettings,
+    count: usize,
+    out: &Path,
+) -> Result<()> {
+    let ds = stl10_data::load(&data.data, data.seed)?;
+    report::overview::augmentation_grid(pretrain, &ds, &data.data.root, count, out)?;
     println!("wrote {}", out.display());
-    Ok(())
-}
-
-pub fn bench(cfg: &Config, device: Device, steps: usize, warmup: usize) -> Result<()> {
-    let report = train::bench::run(cfg, device, steps.max(1), warmup)?;
-    println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }

@@ -1,17 +1,33 @@
 //! The configuration resolved into what each part is built from: a model, a step or a phase
 //! sees its own settings, never the whole [`Config`]. [`Config::model_shapes`],
-//! [`Config::pretraining`], [`Config::supervised_baseline`] and [`Config::finetuning`] resolve
-//! them; the compute context is [`Compute`](crate::runtime::Compute), resolved once into
-//! [`Prepared`](crate::prepared::Prepared).
+//! [`Config::pretraining`], [`Config::supervised_baseline`], [`Config::finetuning`] and
+//! [`Config::data_settings`] resolve them; [`Config::compute`] resolves the compute context,
+//! which [`Prepared`](crate::prepared::Prepared) then carries to every phase.
 
 use augment::{AugmentConfig, Preset};
 use losses::ContrastiveLossKind;
 use models::{EncoderConfig, HeadConfig};
 use optim::OptimizerConfig;
+use stl10_data::DataConfig;
+use tch::Device;
 
 use crate::config::{Config, HeadStart};
 use crate::experiment::run::Run;
 use crate::features::knn::Knn;
+use crate::runtime::Compute;
+
+/// What [`Prepared`](crate::prepared::Prepared) is built from: the data set and how its
+/// batches reach the steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataSettings {
+    pub data: DataConfig,
+    /// The run's seed: the labeled subset held back and every epoch's order.
+    pub seed: u64,
+    /// On CUDA, keep the data set on the device (`runtime.resident_data`).
+    pub resident_data: bool,
+    /// Steps between reads of the running metrics (`runtime.metrics_every`).
+    pub metrics_every: usize,
+}
 
 /// The shapes every model of a run is built from: the encoder and the projection head.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,6 +76,21 @@ pub struct SupervisedSettings {
 }
 
 impl Config {
+    /// The data and its feeding.
+    pub fn data_settings(&self) -> DataSettings {
+        DataSettings {
+            data: self.data.clone(),
+            seed: self.runtime.seed,
+            resident_data: self.runtime.resident_data,
+            metrics_every: self.runtime.metrics_every,
+        }
+    }
+
+    /// How the steps run on `device` (the device [`crate::runtime::init`] resolved).
+    pub fn compute(&self, device: Device) -> Compute {
+        Compute::new(&self.runtime, &self.model, self.data.image_size, device)
+    }
+
     /// The models' shapes.
     pub fn model_shapes(&self) -> ModelSettings {
         ModelSettings {

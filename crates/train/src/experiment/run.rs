@@ -1,5 +1,7 @@
 //! The experiment's three runs, in the seed's order, and everything that tells them apart:
-//! names, the metrics each is judged by, its epochs, optimizer, random stream and batches.
+//! names, labels, the metrics each is judged by, its random stream, checkpoint and batches
+//! (its epochs and optimizer are in its settings, [`crate::config::SupervisedSettings`] and
+//! [`crate::config::PretrainSettings`]).
 
 use seeds::Stream;
 

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::prepared::loader::{Feed, Loader, Resident};
-use crate::runtime::Compute;
 use crate::steps::{ContrastiveModel, SupervisedModel, TrainStep};
 use accel::SyncDebug;
 use stl10_data::{BatchPlan, Dataset, ImageStore, Split};
@@ -77,7 +76,7 @@ fn cuda_steps_never_wait_for_the_device() {
     let resident = Resident::upload(&ds, Device::Cuda(0)).unwrap();
     for precision in ["fp32", "bf16"] {
         let cfg = config(precision);
-        let compute = Compute::new(&cfg, Device::Cuda(0));
+        let compute = cfg.compute(Device::Cuda(0));
         for resident in [Some(&resident), None] {
             let loader = Loader {
                 ds: &ds,
@@ -105,8 +104,7 @@ fn a_cuda_step_matches_the_cpu_step() {
     let images =
         Tensor::randint(256, [12, 3, 32, 32], (Kind::Int64, Device::Cpu)).to_kind(Kind::Uint8);
     let labels = Tensor::from_slice(&[0i64, 1, 2, 3]);
-    let model =
-        |device| ContrastiveModel::new(&cfg.pretraining(), 4, Compute::new(&cfg, device)).unwrap();
+    let model = |device| ContrastiveModel::new(&cfg.pretraining(), 4, cfg.compute(device)).unwrap();
     let (mut cpu, mut gpu) = (model(Device::Cpu), model(Device::Cuda(0)));
     // Each device initialises from its own generator: give the GPU model the CPU weights.
     tch::no_grad(|| {

@@ -32,7 +32,7 @@ fn small_config(size: usize, width: i64) -> Config {
 }
 
 fn cpu(cfg: &Config) -> Compute {
-    Compute::new(cfg, Device::Cpu)
+    cfg.compute(Device::Cpu)
 }
 
 fn snapshot(vs: &tch::nn::VarStore) -> HashMap<String, Tensor> {
