@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Sets simclr-rs up on a fresh clone, idempotently:
 #   1. a project venv (.venv) with torch==2.11.0 from PyPI, the libtorch that tch 0.24 expects,
-#      linked as .libtorch (what .cargo/config.toml points LIBTORCH at);
-#   2. Debian's dataset-fashion-mnist, the real data set the quick-start config uses;
+#      linked as .libtorch (what .cargo/config.toml points LIBTORCH at), and the CUDA headers
+#      c10d's NCCL backend compiles with (nvidia-cuda-crt, nvidia-cuda-cccl);
+#   2. Debian's dataset-fashion-mnist, the real data set the quick-start config uses, and
+#      libgloo-dev, the headers of c10d's gloo backend (distributed training on CPUs);
 #   3. the release binary target/release/simclr-cli.
 # Options: --no-build (skip step 3). LIBTORCH=/path/to/libtorch skips step 1 (see docs/setup.md).
 set -euo pipefail
@@ -35,21 +37,32 @@ else
     [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-cache-dir "torch==$TORCH_VERSION"
   fi
+  # Headers only (no libraries): what the wheel's own nvidia packages lack for compiling against
+  # c10d's NCCL process group (crates/dist).
+  if ! .venv/bin/python -c "import importlib.metadata as m; m.version('nvidia-cuda-crt'); m.version('nvidia-cuda-cccl')" 2>/dev/null; then
+    say "installing the CUDA headers c10d's NCCL backend compiles with"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps \
+      "nvidia-cuda-crt>=13.0,<13.1" "nvidia-cuda-cccl>=13.0,<13.1"
+  fi
   torch_dir=$(.venv/bin/python -c "import os, torch; print(os.path.dirname(torch.__file__))" 2>/dev/null)
   ln -sfn "$torch_dir" .libtorch
   say "libtorch: .libtorch -> $torch_dir"
 fi
 
-if [ -d /usr/share/datasets/fashion-mnist ]; then
-  say "Fashion-MNIST: /usr/share/datasets/fashion-mnist"
+# Debian packages: the quick start's data set, and gloo's headers for crates/dist.
+missing=()
+[ -d /usr/share/datasets/fashion-mnist ] || missing+=(dataset-fashion-mnist)
+[ -f /usr/include/gloo/config.h ] || missing+=(libgloo-dev)
+if [ ${#missing[@]} = 0 ]; then
+  say "Fashion-MNIST: /usr/share/datasets/fashion-mnist; gloo headers: /usr/include/gloo"
 elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  say "installing dataset-fashion-mnist"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  say "installing ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-  say "installing dataset-fashion-mnist (sudo)"
-  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  say "installing ${missing[*]} (sudo)"
+  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 else
-  say "Fashion-MNIST is missing; install it with: sudo apt-get install dataset-fashion-mnist"
+  say "missing Debian packages; install them with: sudo apt-get install ${missing[*]}"
 fi
 
 if [ "$build" = 1 ]; then
