@@ -81,6 +81,9 @@ pub enum AugmentError {
     /// Parameters drawn for another number of images.
     #[error("the parameters are for {params} images, the batch has {images}")]
     Count { params: usize, images: usize },
+    /// A row outside the batch the parameters were drawn for.
+    #[error("row {row} is outside the batch of {total} images")]
+    Row { row: usize, total: usize },
 }
 
 impl AugmentError {
@@ -122,6 +125,17 @@ impl Params {
 
     pub fn len(&self) -> usize {
         self.flip.len()
+    }
+
+    /// The parameters of the images at `rows` (each below [`Params::len`]), in that order.
+    pub fn select(&self, rows: &[usize]) -> Params {
+        Params {
+            flip: rows.iter().map(|&r| self.flip[r]).collect(),
+            translate: rows.iter().map(|&r| self.translate[r]).collect(),
+            zoom: rows.iter().map(|&r| self.zoom[r]).collect(),
+            brightness: rows.iter().map(|&r| self.brightness[r]).collect(),
+            jitter: rows.iter().map(|&r| self.jitter[r]).collect(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {

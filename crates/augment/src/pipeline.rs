@@ -227,6 +227,41 @@ impl Augmenter {
         }
     }
 
+    /// Part of a batch, augmented as it would be within the whole: draws parameters for a batch
+    /// of `total` images, as [`Augmenter::augment`] on all of them would (the stream advances
+    /// the same), and applies those of `rows` (their positions in the whole batch) to `images`,
+    /// which are those rows' images. Data-parallel ranks each augment their shard this way, so
+    /// an image gets the same augmentation whichever rank holds it.
+    pub fn augment_rows(
+        &mut self,
+        images: &Tensor,
+        total: usize,
+        rows: &[usize],
+    ) -> Result<Tensor, AugmentError> {
+        let (n, h, w) = batch_dims(images)?;
+        if n as usize != rows.len() {
+            return Err(AugmentError::Count {
+                params: rows.len(),
+                images: n as usize,
+            });
+        }
+        if let Some(&row) = rows.iter().find(|&&r| r >= total) {
+            return Err(AugmentError::Row { row, total });
+        }
+        let _span = tracing::debug_span!("augment", images = n, of = total).entered();
+        let (h, w) = (h as usize, w as usize);
+        match self.preset {
+            Preset::Keras(c) => {
+                let params = Params::sample(&c, total, h, w, &mut self.rng).select(rows);
+                apply_as(images, &params, self.device, self.format)
+            }
+            Preset::Simclr(c) => {
+                let params = SimclrParams::sample(&c, total, h, w, &mut self.rng).select(rows);
+                apply_simclr(images, &params, &c, self.device, self.format)
+            }
+        }
+    }
+
     /// Inference mode: only the rescaling applies (output in the augmenter's format).
     pub fn inference(&self, images: &Tensor) -> Tensor {
         self.format.apply(&rescale(images, self.device))

@@ -184,6 +184,18 @@ impl SimclrParams {
         self.flip.len()
     }
 
+    /// The parameters of the images at `rows` (each below [`SimclrParams::len`]), in that
+    /// order.
+    pub fn select(&self, rows: &[usize]) -> SimclrParams {
+        SimclrParams {
+            crop: rows.iter().map(|&r| self.crop[r]).collect(),
+            flip: rows.iter().map(|&r| self.flip[r]).collect(),
+            jitter: rows.iter().map(|&r| self.jitter[r]).collect(),
+            grayscale: rows.iter().map(|&r| self.grayscale[r]).collect(),
+            blur: rows.iter().map(|&r| self.blur[r]).collect(),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.flip.is_empty()
     }

@@ -409,3 +409,43 @@ fn a_saved_stream_position_replays_the_same_draws() {
     assert_eq!(b.sample(5, 32, 32), next);
     assert_eq!(a.stream_position(), b.stream_position());
 }
+
+/// Two ranks, each with its own augmenter of the same seed, augmenting their shards of each step's
+/// batch with `augment_rows`, get exactly the rows one augmenter gets for the whole batch, step
+/// after step; rows in any order work, and a bad row or count is an error.
+#[test]
+fn shards_augmented_by_rows_equal_the_whole_batch() {
+    let presets = [
+        augment::Preset::Keras(AugmentConfig::contrastive()),
+        augment::Preset::Simclr(augment::SimclrConfig::default()),
+    ];
+    for preset in presets {
+        let whole = || Augmenter::new(preset, 7, Device::Cpu).unwrap();
+        let (mut one, mut rank0, mut rank1, mut picky) = (whole(), whole(), whole(), whole());
+        let rows = |r: std::ops::Range<usize>| r.collect::<Vec<_>>();
+        for step in 0..2 {
+            let x = pattern(6, 16, 16) + step;
+            let all = one.augment(&x).unwrap();
+            let a = rank0
+                .augment_rows(&x.narrow(0, 0, 4), 6, &rows(0..4))
+                .unwrap();
+            let b = rank1
+                .augment_rows(&x.narrow(0, 4, 2), 6, &rows(4..6))
+                .unwrap();
+            assert_eq!(
+                max_diff(&Tensor::cat(&[a, b], 0), &all),
+                0.0,
+                "{preset:?} step {step}"
+            );
+            let shuffled = Tensor::stack(&[x.get(5), x.get(1)], 0);
+            let c = picky.augment_rows(&shuffled, 6, &[5, 1]).unwrap();
+            let expected = Tensor::stack(&[all.get(5), all.get(1)], 0);
+            assert_eq!(max_diff(&c, &expected), 0.0, "{preset:?} step {step}");
+        }
+        let x = pattern(2, 16, 16);
+        let err = one.augment_rows(&x, 6, &[0, 6]).unwrap_err().to_string();
+        assert_eq!(err, "row 6 is outside the batch of 6 images");
+        let err = one.augment_rows(&x, 6, &[0]).unwrap_err().to_string();
+        assert_eq!(err, "the parameters are for 1 images, the batch has 2");
+    }
+}

@@ -44,6 +44,10 @@ pub enum TrainError {
     },
     #[error("{path}: cannot resume: {problem}")]
     Resume { path: PathBuf, problem: String },
+    /// A data-parallel run's collective failed (a rank is gone, or timed out), or its batch
+    /// does not split over the ranks.
+    #[error("data-parallel run: {0}")]
+    Distributed(String),
 }
 
 impl TrainError {

@@ -1,10 +1,14 @@
 //! Process-wide libtorch set-up (threads, seed, the device) and [`Compute`], the resolved
-//! answer to "how do the steps run": device, precision, memory format and encoder slicing.
+//! answer to "how do the steps run": device, precision, memory format and encoder slicing; and,
+//! in a data-parallel run, this process's [`Replica`].
 
 use accel::{MemoryFormat, Precision};
 use tch::Device;
 
 use crate::config::{ConfigError, DeviceChoice, ModelConfig, PrecisionChoice, RuntimeConfig};
+
+mod replica;
+pub use replica::Replica;
 
 /// The device `choice` names; `cuda` when CUDA is missing is an error, not a silent CPU run.
 pub(crate) fn resolve_device(choice: DeviceChoice) -> Result<Device, ConfigError> {

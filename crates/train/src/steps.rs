@@ -12,6 +12,7 @@ use augment::Augmenter;
 use losses::{ContrastiveLossKind, contrastive_accuracy_tensor};
 use models::{Classifier, Encoder, LinearProbe, ProjectionHead};
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 use tch::nn::{self, Module, ModuleT};
 
 use tch::{Device, Kind, Tensor};
@@ -21,7 +22,7 @@ use crate::error::Result;
 use crate::experiment::run::KNN_METRIC;
 use crate::features::knn::Knn;
 use crate::prepared::loader::{Batch, Feed, Loader};
-use crate::runtime::Compute;
+use crate::runtime::{Compute, Replica};
 use optim::{Optimizer, RunLength};
 use seeds::Stream;
 
@@ -61,6 +62,50 @@ fn ce_sum_and_correct(logits: &Tensor, labels: &Tensor) -> Tensor {
         .to_kind(Kind::Float)
         .sum(Kind::Float);
     Tensor::stack(&[loss, correct], 0)
+}
+
+/// One step of `optimizer` on `loss`: backward, then, in a data-parallel run, every rank's
+/// gradients of `vs` summed, then the update.
+fn backward_step(
+    optimizer: &mut Optimizer,
+    vs: &nn::VarStore,
+    loss: &Tensor,
+    replica: Option<&Replica>,
+) -> Result<()> {
+    let Some(replica) = replica else {
+        optimizer.backward_step(loss);
+        return Ok(());
+    };
+    optimizer.zero_grad();
+    tracing::debug_span!("backward").in_scope(|| loss.backward());
+    tracing::debug_span!("gradient sum")
+        .in_scope(|| replica.sum_gradients(&vs.trainable_variables()))?;
+    tracing::debug_span!("optimizer step").in_scope(|| optimizer.update());
+    Ok(())
+}
+
+/// Mean cross-entropy and accuracy of `logits` against `labels` over the whole batch: as they
+/// are on one process, or, in a data-parallel run, this rank's sums over the whole batch's
+/// count (so the summed gradients are the whole batch's), with the metrics summed over the
+/// ranks. `(loss to step on, [loss, accuracy] to report)`.
+fn supervised_loss(
+    logits: &Tensor,
+    labels: &Tensor,
+    replica: Option<&Replica>,
+) -> Result<(Tensor, Tensor)> {
+    let Some(replica) = replica else {
+        let loss = logits.cross_entropy_for_logits(labels);
+        let acc = logits.detach().accuracy_for_logits(labels);
+        return Ok((
+            loss.shallow_clone(),
+            Tensor::stack(&[loss.detach(), acc], 0),
+        ));
+    };
+    let whole = (labels.size()[0] * replica.world() as i64) as f64;
+    let sums = ce_sum_and_correct(logits, labels);
+    let loss = sums.get(0) / whole;
+    let metrics = replica.sum(&(sums.detach() / whole))?;
+    Ok((loss, metrics))
 }
 
 /// What the epoch loop needs of a model: one training step and the test sums.
@@ -178,6 +223,8 @@ pub struct ContrastiveModel {
     /// The kNN monitor after every epoch (`eval.knn_monitor`).
     knn: Option<Knn>,
     compute: Compute,
+    /// In a data-parallel run, this rank; its batches are its shards.
+    replica: Option<Rc<Replica>>,
 }
 
 impl ContrastiveModel {
@@ -211,7 +258,18 @@ impl ContrastiveModel {
             temperature: s.temperature,
             knn: s.knn,
             compute,
+            replica: None,
         })
+    }
+
+    /// This model as `replica`'s rank of a data-parallel run: every variable set to rank 0's,
+    /// and each step taking this rank's shard of the whole batch, with the loss, the gradients
+    /// and the metrics of the whole batch.
+    pub fn data_parallel(mut self, replica: Rc<Replica>) -> Result<Self> {
+        replica.broadcast_from_first(&self.vs)?;
+        replica.broadcast_from_first(&self.probe_vs)?;
+        self.replica = Some(replica);
+        Ok(self)
     }
 
     /// The example's `train_step` on uint8 `images` `[U + L, 3, H, W]` (the last `L` labeled)
@@ -221,7 +279,13 @@ impl ContrastiveModel {
         let labels = accel::upload(labels, self.compute.device);
         let (n, l) = (images.size()[0], labels.size()[0]);
         // Both labeled and unlabeled images are used, without labels.
-        let (c_loss, c_acc) = self.contrastive_step(&images)?;
+        let rows = self.replica.as_ref().map(|r| {
+            (
+                r.zipped_rows((n - l) as usize, l as usize),
+                n as usize * r.world(),
+            )
+        });
+        let (c_loss, c_acc) = self.contrastive_step_at(&images, rows)?;
         // Labels are only used by the linear probe.
         let (p_loss, p_acc) = self.probe_step(&images.narrow(0, n - l, l), &labels)?;
         Ok(Tensor::stack(&[c_loss, c_acc, p_loss, p_acc], 0))
@@ -229,17 +293,53 @@ impl ContrastiveModel {
 
     /// Two strong views of `images` (one augmentation of the doubled batch), encoder and
     /// projection head, the contrastive loss, and one `contrastive_optimizer` step (encoder +
-    /// head only): `(c_loss, c_acc)` as scalar device tensors.
+    /// head only): `(c_loss, c_acc)` as scalar device tensors. Data-parallel, `images` are this
+    /// rank's shard of the whole batch, and the loss is the whole batch's.
     pub fn contrastive_step(&mut self, images: &Tensor) -> Result<(Tensor, Tensor)> {
+        let n = images.size()[0] as usize;
+        let whole = self
+            .replica
+            .as_ref()
+            .map(|r| (r.rows(n).collect(), n * r.world()));
+        self.contrastive_step_at(images, whole)
+    }
+
+    /// [`ContrastiveModel::contrastive_step`]; data-parallel, `whole` gives the images' rows in
+    /// the whole batch and its size: the views are augmented as there, and every rank's
+    /// projections are gathered for the loss.
+    fn contrastive_step_at(
+        &mut self,
+        images: &Tensor,
+        whole: Option<(Vec<usize>, usize)>,
+    ) -> Result<(Tensor, Tensor)> {
         let n = images.size()[0];
-        let views = self
-            .contrastive_augmenter
-            .augment(&images.repeat([2, 1, 1, 1]))?;
+        let doubled = images.repeat([2, 1, 1, 1]);
+        let views = match &whole {
+            None => self.contrastive_augmenter.augment(&doubled)?,
+            Some((rows, total)) => {
+                let both: Vec<usize> = rows
+                    .iter()
+                    .chain(rows)
+                    .enumerate()
+                    .map(|(i, &r)| if i < rows.len() { r } else { r + total })
+                    .collect();
+                self.contrastive_augmenter
+                    .augment_rows(&doubled, 2 * total, &both)?
+            }
+        };
         let projections = tracing::debug_span!("forward", step = "contrastive")
             .in_scope(|| to_f32(&self.compute.autocast(|| self.project(&views))));
-        let (z1, z2) = (projections.narrow(0, 0, n), projections.narrow(0, n, n));
+        let (mut z1, mut z2) = (projections.narrow(0, 0, n), projections.narrow(0, n, n));
+        if let Some(replica) = &self.replica {
+            (z1, z2) = (replica.gather_with_own(&z1)?, replica.gather_with_own(&z2)?);
+        }
         let (c_loss, logits) = self.loss.compute(&z1, &z2, self.temperature)?;
-        self.contrastive_optimizer.backward_step(&c_loss);
+        backward_step(
+            &mut self.contrastive_optimizer,
+            &self.vs,
+            &c_loss,
+            self.replica.as_deref(),
+        )?;
         let c_acc = contrastive_accuracy_tensor(&logits.detach())?;
         Ok((c_loss.detach(), c_acc))
     }
@@ -273,16 +373,24 @@ impl ContrastiveModel {
     /// (features detached), the linear probe, and one `probe_optimizer` step (probe only):
     /// `(p_loss, p_acc)` as scalar device tensors.
     pub fn probe_step(&mut self, labeled: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
-        let x = self.classification_augmenter.augment(labeled)?;
+        let replica = self.replica.as_deref();
+        let x = match replica {
+            None => self.classification_augmenter.augment(labeled)?,
+            Some(r) => {
+                let l = labeled.size()[0] as usize;
+                let rows: Vec<usize> = r.rows(l).collect();
+                self.classification_augmenter
+                    .augment_rows(labeled, l * r.world(), &rows)?
+            }
+        };
         let _forward = tracing::debug_span!("forward", step = "probe").entered();
         let features =
             tch::no_grad(|| to_f32(&self.compute.autocast(|| self.encoder.forward_t(&x, false))));
         let class_logits = self.linear_probe.forward(&features.detach());
         drop(_forward);
-        let p_loss = class_logits.cross_entropy_for_logits(labels);
-        self.probe_optimizer.backward_step(&p_loss);
-        let p_acc = class_logits.detach().accuracy_for_logits(labels);
-        Ok((p_loss.detach(), p_acc))
+        let (p_loss, metrics) = supervised_loss(&class_logits, labels, replica)?;
+        backward_step(&mut self.probe_optimizer, &self.probe_vs, &p_loss, replica)?;
+        Ok((metrics.get(0), metrics.get(1)))
     }
 }
 
@@ -381,6 +489,8 @@ pub struct SupervisedModel {
     compute: Compute,
     /// The encoder's mode in training steps: `false` with frozen BatchNorm statistics.
     pub(crate) train_mode: bool,
+    /// In a data-parallel run, this rank; its batches are its shards.
+    replica: Option<Rc<Replica>>,
 }
 
 impl SupervisedModel {
@@ -402,16 +512,32 @@ impl SupervisedModel {
             classifier,
             compute,
             train_mode: !s.freeze_batch_norm,
+            replica: None,
         })
+    }
+
+    /// This model as `replica`'s rank of a data-parallel run (see
+    /// [`ContrastiveModel::data_parallel`]).
+    pub fn data_parallel(mut self, replica: Rc<Replica>) -> Result<Self> {
+        replica.broadcast_from_first(&self.vs)?;
+        self.replica = Some(replica);
+        Ok(self)
     }
 
     /// One step on uint8 `images` `[N,3,H,W]` and int64 `labels` `[N]`: `[loss, acc]` on the
     /// device.
     pub fn step(&mut self, images: &Tensor, labels: &Tensor) -> Result<Tensor> {
         let labels = accel::upload(labels, self.compute.device);
-        let x = self
-            .augmenter
-            .augment(&accel::upload(images, self.compute.device))?;
+        let images = accel::upload(images, self.compute.device);
+        let replica = self.replica.as_deref();
+        let x = match replica {
+            None => self.augmenter.augment(&images)?,
+            Some(r) => {
+                let n = images.size()[0] as usize;
+                let rows: Vec<usize> = r.rows(n).collect();
+                self.augmenter.augment_rows(&images, n * r.world(), &rows)?
+            }
+        };
         let logits = tracing::debug_span!("forward", step = "supervised").in_scope(|| {
             to_f32(
                 &self
@@ -419,10 +545,9 @@ impl SupervisedModel {
                     .autocast(|| self.classifier.forward_t(&x, self.train_mode)),
             )
         });
-        let loss = logits.cross_entropy_for_logits(&labels);
-        self.optimizer.backward_step(&loss);
-        let acc = logits.detach().accuracy_for_logits(&labels);
-        Ok(Tensor::stack(&[loss.detach(), acc], 0))
+        let (loss, metrics) = supervised_loss(&logits, &labels, replica)?;
+        backward_step(&mut self.optimizer, &self.vs, &loss, replica)?;
+        Ok(metrics)
     }
 }
 
