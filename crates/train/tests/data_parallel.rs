@@ -89,58 +89,59 @@ fn weights(stores: &[&tch::nn::VarStore]) -> BTreeMap<String, Tensor> {
         .collect()
 }
 
-/// Three pretraining steps (on the whole batch, or as `replica`'s rank on its shard).
-fn pretrain(optimizer: &str, replica: Option<Rc<Replica>>) -> Run {
-    let cfg = config(optimizer);
-    let mut m =
-        ContrastiveModel::new(&cfg.pretraining(), CLASSES, cfg.compute(Device::Cpu)).unwrap();
-    let place = replica
-        .as_ref()
-        .map(|r| (r.rank() as i64, r.world() as i64));
-    if let Some(r) = replica {
-        m = m.data_parallel(r).unwrap();
-    }
-    let metrics = (0..STEPS as i64)
-        .map(|s| {
-            let (images, labels) = match place {
-                None => whole_batch(s),
-                Some((rank, world)) => shard(s, rank, world),
-            };
-            Vec::<f64>::try_from(m.step(&images, &labels).unwrap().to_kind(Kind::Double)).unwrap()
-        })
-        .collect();
-    (weights(&[&m.vs, &m.probe_vs]), metrics)
+/// Which model a run trains.
+#[derive(Debug, Clone, Copy)]
+enum Model {
+    /// Pretraining: the contrastive step on every image, the probe on the labeled ones.
+    Pretrain,
+    /// The supervised baseline on the labeled images.
+    Supervised,
 }
 
-/// Three baseline steps on the labeled images of each step.
-fn supervised(optimizer: &str, replica: Option<Rc<Replica>>) -> Run {
+/// `steps` steps of `model` with `optimizer`, on each step's whole batch, or as `replica`'s
+/// rank on its shard: the weights after them and each step's metrics.
+fn train(model: Model, optimizer: &str, steps: usize, replica: Option<Rc<Replica>>) -> Run {
     let cfg = config(optimizer);
-    let s = cfg.supervised_baseline();
-    let mut m = SupervisedModel::new(&s, CLASSES, cfg.compute(Device::Cpu)).unwrap();
+    let cpu = cfg.compute(Device::Cpu);
     let place = replica
         .as_ref()
         .map(|r| (r.rank() as i64, r.world() as i64));
-    if let Some(r) = replica {
-        m = m.data_parallel(r).unwrap();
-    }
-    let metrics = (0..STEPS as i64)
-        .map(|s| {
+    let batch = |s: i64| match (model, place) {
+        (Model::Pretrain, None) => whole_batch(s),
+        (Model::Pretrain, Some((rank, world))) => shard(s, rank, world),
+        (Model::Supervised, _) => {
             let (images, labels) = whole_batch(s);
-            let labeled = images.narrow(0, UNLABELED, LABELED);
-            let (images, labels) = match place {
-                None => (labeled, labels),
-                Some((rank, world)) => {
-                    let l = LABELED / world;
-                    (
-                        labeled.narrow(0, rank * l, l),
-                        labels.narrow(0, rank * l, l),
-                    )
-                }
-            };
-            Vec::<f64>::try_from(m.step(&images, &labels).unwrap().to_kind(Kind::Double)).unwrap()
-        })
-        .collect();
-    (weights(&[&m.vs]), metrics)
+            let (start, l) = place.map_or((0, LABELED), |(r, w)| (r * LABELED / w, LABELED / w));
+            let labeled = images.narrow(0, UNLABELED + start, l);
+            (labeled, labels.narrow(0, start, l))
+        }
+    };
+    let metrics = |step: &mut dyn FnMut(&Tensor, &Tensor) -> Tensor| -> Vec<Vec<f64>> {
+        (0..steps as i64)
+            .map(|s| {
+                let (images, labels) = batch(s);
+                Vec::<f64>::try_from(step(&images, &labels).to_kind(Kind::Double)).unwrap()
+            })
+            .collect()
+    };
+    match model {
+        Model::Pretrain => {
+            let mut m = ContrastiveModel::new(&cfg.pretraining(), CLASSES, cpu).unwrap();
+            if let Some(r) = replica {
+                m = m.data_parallel(r).unwrap();
+            }
+            let history = metrics(&mut |x, y| m.step(x, y).unwrap());
+            (weights(&[&m.vs, &m.probe_vs]), history)
+        }
+        Model::Supervised => {
+            let mut m = SupervisedModel::new(&cfg.supervised_baseline(), CLASSES, cpu).unwrap();
+            if let Some(r) = replica {
+                m = m.data_parallel(r).unwrap();
+            }
+            let history = metrics(&mut |x, y| m.step(x, y).unwrap());
+            (weights(&[&m.vs]), history)
+        }
+    }
 }
 
 fn save(run: &Run, dir: &Path) {
@@ -181,11 +182,12 @@ fn rank() {
     let group = ProcessGroup::join(&launch, Backend::Gloo, Duration::from_secs(60)).unwrap();
     let replica = Rc::new(Replica::new(group));
     let (model, optimizer) = role.split_once(':').unwrap();
-    let run = match model {
-        "pretrain" => pretrain(optimizer, Some(replica.clone())),
-        "supervised" => supervised(optimizer, Some(replica.clone())),
+    let model = match model {
+        "pretrain" => Model::Pretrain,
+        "supervised" => Model::Supervised,
         other => panic!("{ROLE} = {other}"),
     };
+    let run = train(model, optimizer, STEPS, Some(replica.clone()));
     if launch.rank == 0 {
         save(&run, Path::new(&std::env::var(OUT).unwrap()));
     }
@@ -232,9 +234,9 @@ fn two_ranks(role: &str) -> Run {
     load(out.path())
 }
 
-/// Every weight within `tolerance.0` of the reference, relative to the largest magnitude of its
-/// tensor; the metrics within `tolerance.1` relative.
-fn assert_same(what: &str, got: &Run, want: &Run, tolerance: (f64, f64)) {
+/// Every weight of `model`'s run within `tolerance.0` of the reference, relative to the largest
+/// magnitude of its tensor; the metrics within `tolerance.1` relative.
+fn assert_same(model: Model, what: &str, got: &Run, want: &Run, tolerance: (f64, f64)) {
     let (tolerance, metric_tolerance) = tolerance;
     assert_eq!(
         got.0.keys().collect::<Vec<_>>(),
@@ -266,23 +268,7 @@ fn assert_same(what: &str, got: &Run, want: &Run, tolerance: (f64, f64)) {
     }
     assert_eq!(got.1.len(), STEPS, "{what}");
     // The steps changed the weights, so the comparison compares training.
-    let fresh = match what.split(':').next() {
-        Some("pretrain") => {
-            let cfg = config("sgd");
-            let m = ContrastiveModel::new(&cfg.pretraining(), CLASSES, cfg.compute(Device::Cpu));
-            let m = m.unwrap();
-            weights(&[&m.vs, &m.probe_vs])
-        }
-        _ => {
-            let cfg = config("sgd");
-            let s = cfg.supervised_baseline();
-            weights(
-                &[&SupervisedModel::new(&s, CLASSES, cfg.compute(Device::Cpu))
-                    .unwrap()
-                    .vs],
-            )
-        }
-    };
+    let fresh = train(model, "sgd", 0, None).0;
     let moved = want
         .0
         .iter()
@@ -304,18 +290,21 @@ fn assert_same(what: &str, got: &Run, want: &Run, tolerance: (f64, f64)) {
 const SGD: (f64, f64) = (1e-5, 1e-5);
 const ADAM: (f64, f64) = (1e-4, 1e-5);
 
+/// `model` trained with `optimizer` on two ranks and on one process.
+fn assert_data_parallel_equals_one_process(model: Model, optimizer: &str, tolerance: (f64, f64)) {
+    let role = format!("{}:{optimizer}", format!("{model:?}").to_lowercase());
+    let one = train(model, optimizer, STEPS, None);
+    assert_same(model, &role, &two_ranks(&role), &one, tolerance);
+}
+
 #[test]
 fn two_ranks_pretrain_as_one_process_on_the_whole_batch() {
-    let one = pretrain("sgd", None);
-    assert_same("pretrain:sgd", &two_ranks("pretrain:sgd"), &one, SGD);
-    let one = pretrain("adam", None);
-    assert_same("pretrain:adam", &two_ranks("pretrain:adam"), &one, ADAM);
+    assert_data_parallel_equals_one_process(Model::Pretrain, "sgd", SGD);
+    assert_data_parallel_equals_one_process(Model::Pretrain, "adam", ADAM);
 }
 
 #[test]
 fn two_ranks_train_the_baseline_as_one_process_on_the_whole_batch() {
-    let one = supervised("sgd", None);
-    assert_same("supervised:sgd", &two_ranks("supervised:sgd"), &one, SGD);
-    let one = supervised("adam", None);
-    assert_same("supervised:adam", &two_ranks("supervised:adam"), &one, ADAM);
+    assert_data_parallel_equals_one_process(Model::Supervised, "sgd", SGD);
+    assert_data_parallel_equals_one_process(Model::Supervised, "adam", ADAM);
 }
