@@ -51,14 +51,19 @@ fn gloo_include() -> Option<PathBuf> {
     let dir = std::env::var_os("SIMCLR_GLOO_INCLUDE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/include"));
-    dir.join("gloo/config.h").is_file().then_some(dir)
+    let header = dir.join("gloo/config.h");
+    // Installing the headers later makes the next build find them.
+    println!("cargo:rerun-if-changed={}", header.display());
+    header.is_file().then_some(dir)
 }
 
 /// The include folders NCCL's process group compiles with, when this libtorch has CUDA and the
 /// wheel's `nvidia` packages hold the headers: NCCL's, CUDA 13's, and the two packages that
 /// complete them (`nvidia-cuda-crt`, `nvidia-cuda-cccl`).
 fn nccl_includes(lib: &Path) -> Option<Vec<PathBuf>> {
-    if !lib.join("libtorch_cuda.so").is_file() {
+    let cuda = lib.join("libtorch_cuda.so");
+    println!("cargo:rerun-if-changed={}", cuda.display());
+    if !cuda.is_file() {
         return None;
     }
     let nvidia = lib.join("../../nvidia");
@@ -73,6 +78,9 @@ fn nccl_includes(lib: &Path) -> Option<Vec<PathBuf>> {
         dirs[1].join("crt/host_config.h"),
         dirs[1].join("nv/target"),
     ];
+    for f in &needed {
+        println!("cargo:rerun-if-changed={}", f.display());
+    }
     if needed.iter().all(|f| f.is_file()) {
         Some(dirs.into_iter().filter(|d| d.is_dir()).collect())
     } else {

@@ -70,10 +70,11 @@ int dist_backends() {
 }
 
 // Joins the group: the store at host:port (served by this process when `serve`, else reached as
-// a client), then a gloo (`backend` 0) or NCCL (1) backend of `world` ranks. `timeout_ms` bounds
-// the meeting and every collective. On success `*out` owns the group (free with dist_free).
-int dist_init(const char* host, int port, int rank, int world, int serve, long long timeout_ms,
-              int backend, void** out, char* err, size_t len) {
+// a client), its keys under `prefix`, then a gloo (`backend` 0) or NCCL (1) backend of `world`
+// ranks. `timeout_ms` bounds the meeting and every collective. On success `*out` owns the group
+// (free with dist_free).
+int dist_init(const char* host, int port, const char* prefix, int rank, int world, int serve,
+              long long timeout_ms, int backend, void** out, char* err, size_t len) {
   return guarded(err, len, [&] {
     auto timeout = std::chrono::milliseconds(timeout_ms);
     c10d::TCPStoreOptions opts;
@@ -84,7 +85,7 @@ int dist_init(const char* host, int port, int rank, int world, int serve, long l
     opts.waitWorkers = true;
     opts.timeout = timeout;
     auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
-    auto store = c10::make_intrusive<c10d::PrefixStore>("simclr-rs", tcp);
+    auto store = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), tcp);
     auto g = std::make_unique<Group>();
     g->store = store;
     g->timeout = timeout;
@@ -106,7 +107,7 @@ int dist_init(const char* host, int port, int rank, int world, int serve, long l
 #else
       throw std::runtime_error(
           "this build has no NCCL backend (libtorch_cuda or NCCL's headers were missing when "
-          "it was built; see docs/distributed.md)");
+          "it was built; scripts/setup.sh installs the headers)");
 #endif
     }
     *out = g.release();

@@ -7,8 +7,9 @@
 //! - [`ProcessGroup`]: the ranks met at `MASTER_ADDR:MASTER_PORT` through c10d's `TCPStore`,
 //!   with c10d's gloo backend for CPU tensors or its NCCL backend for CUDA tensors
 //!   ([`Backend`]), and the collectives data-parallel training needs: sum, broadcast, gather,
-//!   barrier. Every collective is bounded by the group's timeout: a rank that died or never came
-//!   makes the others fail with an error instead of hanging.
+//!   barrier. Every collective is bounded by the group's timeout: with gloo, a rank that died or
+//!   never came makes the others fail with an error instead of hanging (tested); with NCCL,
+//!   c10d's own watchdog may end the process instead (not tested here: no GPU).
 //!
 //! tch does not expose c10d, so a C++ shim compiled by this crate's build script reaches it,
 //! against the same libtorch headers tch builds with. The gloo code that runs is the copy inside
@@ -37,6 +38,7 @@ unsafe extern "C" {
     fn dist_init(
         host: *const c_char,
         port: i32,
+        prefix: *const c_char,
         rank: i32,
         world: i32,
         serve: i32,
@@ -170,6 +172,8 @@ pub const LAUNCH_VARIABLES: [&str; 5] = [
 
 /// Set by `torchrun` when its agent already serves the store at `MASTER_ADDR:MASTER_PORT`.
 const AGENT_STORE: &str = "TORCHELASTIC_USE_AGENT_STORE";
+/// Set by `torchrun`: how many times it has restarted the workers (`--max-restarts`).
+const RESTART_COUNT: &str = "TORCHELASTIC_RESTART_COUNT";
 
 /// Where this process stands in a launch of several.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,6 +189,9 @@ pub struct Launch {
     /// torchrun's agent serves the store, so every rank, rank 0 included, connects as a client;
     /// otherwise rank 0 serves it.
     pub agent_store: bool,
+    /// torchrun's restarts of the workers so far: each attempt meets under its own store keys,
+    /// so a restarted rank never reads what the failed attempt left there.
+    pub attempt: u32,
 }
 
 impl Launch {
@@ -250,6 +257,13 @@ impl Launch {
             }
         };
         let agent_store = var(AGENT_STORE).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let attempt = match var(RESTART_COUNT) {
+            None => 0,
+            Some(text) => text.trim().parse().map_err(|_| DistError::Launch {
+                name: RESTART_COUNT,
+                problem: format!("expected a whole number, got '{text}'"),
+            })?,
+        };
         Ok(Some(Launch {
             rank,
             world_size,
@@ -257,6 +271,7 @@ impl Launch {
             master_addr: master_addr.trim().to_string(),
             master_port,
             agent_store,
+            attempt,
         }))
     }
 
@@ -265,6 +280,9 @@ impl Launch {
         self.rank == 0 && !self.agent_store
     }
 }
+
+/// The longest timeout passed to c10d, in milliseconds (a day).
+const MAX_TIMEOUT_MS: u128 = 24 * 60 * 60 * 1000;
 
 /// Room for a C++ exception's message.
 const ERR_LEN: usize = 2048;
@@ -301,9 +319,10 @@ impl ProcessGroup {
         };
         let host = CString::new(launch.master_addr.as_str())
             .map_err(|_| join_error("MASTER_ADDR holds a NUL byte".into()))?;
-        let timeout_ms = i64::try_from(timeout.as_millis())
-            .unwrap_or(i64::MAX)
-            .max(1);
+        let prefix = CString::new(format!("simclr-rs/attempt_{}", launch.attempt))
+            .expect("no NUL in a formatted number");
+        // At most a day: c10d adds the timeout to clock readings.
+        let timeout_ms = timeout.as_millis().clamp(1, MAX_TIMEOUT_MS) as i64;
         let mut out: *mut c_void = std::ptr::null_mut();
         let mut err = [0u8; ERR_LEN];
         // SAFETY: `host` and `err` outlive the call; the shim writes `out` only on success.
@@ -311,6 +330,7 @@ impl ProcessGroup {
             dist_init(
                 host.as_ptr(),
                 i32::from(launch.master_port),
+                prefix.as_ptr(),
                 launch.rank as i32,
                 launch.world_size as i32,
                 i32::from(launch.serves_store()),

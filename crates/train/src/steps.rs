@@ -264,7 +264,8 @@ impl ContrastiveModel {
 
     /// This model as `replica`'s rank of a data-parallel run: every variable set to rank 0's,
     /// and each step taking this rank's shard of the whole batch, with the loss, the gradients
-    /// and the metrics of the whole batch.
+    /// and the metrics of the whole batch (exactly so without BatchNorm; with it, each shard is
+    /// normalised by its own statistics, see [`Replica`]).
     pub fn data_parallel(mut self, replica: Rc<Replica>) -> Result<Self> {
         replica.broadcast_from_first(&self.vs)?;
         replica.broadcast_from_first(&self.probe_vs)?;

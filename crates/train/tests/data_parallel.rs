@@ -124,9 +124,23 @@ fn train(model: Model, optimizer: &str, steps: usize, replica: Option<Rc<Replica
             })
             .collect()
     };
+    // A rank other than 0 starts from other weights: joining must make them rank 0's.
+    let not_first = place.is_some_and(|(rank, _)| rank != 0);
+    let disturb = |stores: &[&tch::nn::VarStore]| {
+        if not_first {
+            tch::no_grad(|| {
+                for vs in stores {
+                    for mut v in vs.trainable_variables() {
+                        let _ = v.g_add_scalar_(0.5);
+                    }
+                }
+            });
+        }
+    };
     match model {
         Model::Pretrain => {
             let mut m = ContrastiveModel::new(&cfg.pretraining(), CLASSES, cpu).unwrap();
+            disturb(&[&m.vs, &m.probe_vs]);
             if let Some(r) = replica {
                 m = m.data_parallel(r).unwrap();
             }
@@ -135,6 +149,7 @@ fn train(model: Model, optimizer: &str, steps: usize, replica: Option<Rc<Replica
         }
         Model::Supervised => {
             let mut m = SupervisedModel::new(&cfg.supervised_baseline(), CLASSES, cpu).unwrap();
+            disturb(&[&m.vs]);
             if let Some(r) = replica {
                 m = m.data_parallel(r).unwrap();
             }

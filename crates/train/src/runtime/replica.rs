@@ -2,7 +2,8 @@
 //! contiguous shard of each step's batch; what a step needs of the others goes through c10d
 //! ([`dist::ProcessGroup`]).
 //!
-//! How the steps stay equal to one process on the whole batch (`docs/distributed.md`):
+//! How the steps stay equal to one process on the whole batch (for models without BatchNorm:
+//! the example's encoder and head; `tests/data_parallel.rs` checks it):
 //! - each rank augments its rows as they would be augmented within the whole batch
 //!   ([`augment::Augmenter::augment_rows`]);
 //! - the contrastive loss is computed on every rank over every rank's projections
@@ -12,6 +13,10 @@
 //! - a supervised loss is each rank's summed loss over the whole batch's count, so the summed
 //!   gradients are again the whole batch's;
 //! - metrics are sums and counts added over the ranks, never per-rank means.
+//!
+//! Not equal: an encoder or head with BatchNorm (ResNet-18, `model.projection_batch_norm`)
+//! normalises each rank's shard by that shard's statistics, as DDP does by default, and its
+//! running statistics are rank 0's only at the start (nothing keeps them equal afterwards yet).
 
 use std::ops::Range;
 
