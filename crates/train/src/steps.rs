@@ -84,6 +84,23 @@ fn backward_step(
     Ok(())
 }
 
+/// `images` augmented by `augmenter`; in a data-parallel run, as this rank's shard of the whole
+/// batch (each image as it would be augmented there).
+fn augment_shard(
+    augmenter: &mut Augmenter,
+    images: &Tensor,
+    replica: Option<&Replica>,
+) -> Result<Tensor> {
+    Ok(match replica {
+        None => augmenter.augment(images)?,
+        Some(r) => {
+            let n = images.size()[0] as usize;
+            let rows: Vec<usize> = r.rows(n).collect();
+            augmenter.augment_rows(images, n * r.world(), &rows)?
+        }
+    })
+}
+
 /// Mean cross-entropy and accuracy of `logits` against `labels` over the whole batch: as they
 /// are on one process, or, in a data-parallel run, this rank's sums over the whole batch's
 /// count (so the summed gradients are the whole batch's), with the metrics summed over the
@@ -318,11 +335,11 @@ impl ContrastiveModel {
         let views = match &whole {
             None => self.contrastive_augmenter.augment(&doubled)?,
             Some((rows, total)) => {
+                // The second view's rows follow the whole first view.
                 let both: Vec<usize> = rows
                     .iter()
-                    .chain(rows)
-                    .enumerate()
-                    .map(|(i, &r)| if i < rows.len() { r } else { r + total })
+                    .copied()
+                    .chain(rows.iter().map(|r| r + total))
                     .collect();
                 self.contrastive_augmenter
                     .augment_rows(&doubled, 2 * total, &both)?
@@ -375,15 +392,7 @@ impl ContrastiveModel {
     /// `(p_loss, p_acc)` as scalar device tensors.
     pub fn probe_step(&mut self, labeled: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
         let replica = self.replica.as_deref();
-        let x = match replica {
-            None => self.classification_augmenter.augment(labeled)?,
-            Some(r) => {
-                let l = labeled.size()[0] as usize;
-                let rows: Vec<usize> = r.rows(l).collect();
-                self.classification_augmenter
-                    .augment_rows(labeled, l * r.world(), &rows)?
-            }
-        };
+        let x = augment_shard(&mut self.classification_augmenter, labeled, replica)?;
         let _forward = tracing::debug_span!("forward", step = "probe").entered();
         let features =
             tch::no_grad(|| to_f32(&self.compute.autocast(|| self.encoder.forward_t(&x, false))));
@@ -531,14 +540,7 @@ impl SupervisedModel {
         let labels = accel::upload(labels, self.compute.device);
         let images = accel::upload(images, self.compute.device);
         let replica = self.replica.as_deref();
-        let x = match replica {
-            None => self.augmenter.augment(&images)?,
-            Some(r) => {
-                let n = images.size()[0] as usize;
-                let rows: Vec<usize> = r.rows(n).collect();
-                self.augmenter.augment_rows(&images, n * r.world(), &rows)?
-            }
-        };
+        let x = augment_shard(&mut self.augmenter, &images, replica)?;
         let logits = tracing::debug_span!("forward", step = "supervised").in_scope(|| {
             to_f32(
                 &self

@@ -44,19 +44,6 @@ impl Replica {
         self.group.world_size()
     }
 
-    /// This rank's rows of a batch of `total` `what`: the `rank`-th of `world` equal contiguous
-    /// shards; an error unless `total` splits evenly.
-    pub fn shard(&self, total: usize, what: &str) -> Result<Range<usize>> {
-        let world = self.world();
-        if !total.is_multiple_of(world) {
-            return Err(TrainError::Distributed(format!(
-                "{total} {what} a step do not split evenly over {world} ranks"
-            )));
-        }
-        let n = total / world;
-        Ok(self.rank() * n..(self.rank() + 1) * n)
-    }
-
     /// Where this rank's `n` images sit in the whole batch of `world * n` (its shard).
     pub fn rows(&self, n: usize) -> Range<usize> {
         self.rank() * n..(self.rank() + 1) * n
