@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod data;
+mod distributed;
 mod eval;
 mod resume;
 mod train;

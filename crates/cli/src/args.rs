@@ -220,6 +220,12 @@ impl Command {
         }
     }
 
+    /// Whether the command runs data-parallel when torchrun launches it (the training commands,
+    /// `bench` and `info`); the others run on one process.
+    pub fn data_parallel(&self) -> bool {
+        self.run_args().is_some() || matches!(self, Command::Bench { .. } | Command::Info)
+    }
+
     /// The model file of a command that reads one trained model: its folder's `config.toml`
     /// is the base configuration when `--config` is not given.
     pub fn model_file(&self) -> Option<&std::path::Path> {

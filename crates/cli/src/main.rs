@@ -6,6 +6,7 @@ mod progress;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::rc::Rc;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -46,14 +47,20 @@ fn main() -> ExitCode {
     }
     accel::tune_allocator();
     let cli = Cli::parse();
-    init_tracing(cli.global.verbose, cli.global.quiet);
+    // torchrun's variables, when it launched this process; only rank 0 logs below warnings.
+    let launch = dist::Launch::from_env();
+    let follower = matches!(&launch, Ok(Some(l)) if l.rank != 0);
+    init_tracing(cli.global.verbose, cli.global.quiet, follower);
     let command = cli.command.name();
     let folder = cli.command.run_args().map(|r| r.folder().to_path_buf());
     let sweep_out = match &cli.command {
         Command::Sweep { out, .. } => Some(out.clone()),
         _ => None,
     };
-    match run(cli) {
+    match launch
+        .map_err(anyhow::Error::from)
+        .and_then(|launch| run(cli, launch))
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {}", message(&err));
@@ -108,20 +115,36 @@ fn load_config(cli: &Cli) -> anyhow::Result<(Config, Option<Recorded>)> {
     Ok((cfg, recorded))
 }
 
-/// Loads the configuration and the runtime, resolves what the commands are built from, then
-/// hands each subcommand to its function: one flat match, one arm per subcommand, so that what
-/// every command does is read in one place.
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// Loads the configuration and the runtime (and, under torchrun, joins the other ranks),
+/// resolves what the commands are built from, then hands each subcommand to its function: one
+/// flat match, one arm per subcommand, so that what every command does is read in one place.
+fn run(cli: Cli, launch: Option<dist::Launch>) -> anyhow::Result<()> {
+    if launch.is_some() && !cli.command.data_parallel() {
+        anyhow::bail!(
+            "simclr-cli {} runs on one process: launch it without torchrun (the training \
+             commands, bench and info run data-parallel under torchrun)",
+            cli.command.name()
+        );
+    }
     let (cfg, mut recorded) = load_config(&cli)?;
-    let device = train::runtime::init(&cfg.runtime)?;
+    let device = train::runtime::init(&cfg.runtime, launch.as_ref())?;
     tracing::debug!(device = %train::runtime::describe(device), "runtime ready");
+    let replica = launch
+        .as_ref()
+        .map(|l| train::runtime::join(&cfg.runtime, l, device).map(Rc::new))
+        .transpose()?;
     let (data, compute) = (cfg.data_settings(), cfg.compute(device));
     let prepared = || Prepared::new(&data, compute);
     let quiet = cli.global.quiet;
+    // Only rank 0 of a launch shows progress.
+    let first = replica.as_ref().is_none_or(|r| r.rank() == 0);
     // Training commands stop on Ctrl-C/SIGTERM after a checkpoint, and show bars on a terminal.
     let progress = |no_progress: bool| {
         progress::stop_on_signals();
-        Progress::new(!no_progress && std::io::stderr().is_terminal(), quiet)
+        Progress::new(
+            first && !no_progress && std::io::stderr().is_terminal(),
+            quiet || !first,
+        )
     };
     let mut train = |phases: Phases, run: &RunArgs| {
         let resumed = recorded.take();
@@ -131,6 +154,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             phases,
             run,
             resumed,
+            replica.clone(),
             &mut progress(run.no_progress),
         )
     };
@@ -203,7 +227,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench { steps, warmup } => {
             let (pretrain, baseline) = (cfg.pretraining(), cfg.supervised_baseline());
             let steps = steps.max(1);
-            let report = train::bench::run(&data, &pretrain, &baseline, compute, steps, warmup)?;
+            let report = train::bench::run(
+                &data,
+                &pretrain,
+                &baseline,
+                compute,
+                replica.as_ref(),
+                steps,
+                warmup,
+            )?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
@@ -211,7 +243,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!(
                 "simclr-cli {}\n{}",
                 env!("CARGO_PKG_VERSION"),
-                train::runtime::report(&compute)
+                train::runtime::report(&compute, replica.as_deref(), cfg.data.batch_size)
             );
             Ok(())
         }
@@ -285,9 +317,12 @@ fn sweep_hint(err: &anyhow::Error, out: &std::path::Path) -> Option<String> {
     })
 }
 
-fn init_tracing(verbose: u8, quiet: bool) {
+/// Logging to stderr at the level `-q`/`-v` ask for (`SIMCLR_LOG` overrides); a `follower`
+/// (a rank other than 0) logs only warnings and errors unless `-v` is given.
+fn init_tracing(verbose: u8, quiet: bool, follower: bool) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
+        (false, 0) if follower => "warn",
         (false, 0) => "info",
         (false, 1) => "debug",
         (false, _) => "trace",

@@ -88,6 +88,7 @@ pub fn setup(prep: &Prepared) -> String {
     [
         format!("- compute: {}", prep.compute.describe()),
         format!("- data: {data_at}"),
+        format!("- data parallel: {}", prep.parallelism()),
         format!(
             "- versions: simclr-rs {}, tch 0.24, libtorch {LIBTORCH_VERSION}",
             env!("CARGO_PKG_VERSION")

@@ -3,7 +3,9 @@
 //! configured data set's shapes (by default the Keras example's STL-10: 500 + 25 images of
 //! 96x96, 200 steps an epoch), on generated data, after warm-up steps. Batches come through the
 //! same `Loader` a run uses (resident on the device on CUDA), and the timed steps read their
-//! metrics from the device once, at the end, as an epoch does.
+//! metrics from the device once, at the end, as an epoch does. As a rank of a data-parallel
+//! run (under torchrun), every rank times its shards of the same steps, and the rates are given
+//! for the whole batch (all ranks) and per rank.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,7 +17,7 @@ use tch::{Device, Kind, Tensor};
 use crate::config::{DataSettings, PretrainSettings, SupervisedSettings};
 use crate::error::Result;
 use crate::prepared::loader::{Feed, Loader, Resident};
-use crate::runtime::Compute;
+use crate::runtime::{Compute, Replica};
 use crate::steps::{ContrastiveModel, SupervisedModel, TrainStep};
 
 /// The sizes of the configured data set's splits, `(unlabeled, labeled, classes)`, from its
@@ -53,16 +55,23 @@ pub struct BenchReport {
     pub encoder_chunk: Option<usize>,
     pub resident_data: bool,
     pub threads: i32,
+    /// Processes sharing each step: 1, or the world size of a data-parallel run.
+    pub ranks: usize,
+    /// `c10d gloo, 2 ranks` in a data-parallel run.
+    pub data_parallel: Option<String>,
     pub steps: usize,
     pub warmup_steps: usize,
     pub pretrain_seconds_per_step: f64,
-    /// Both views of all images of a step.
+    /// Both views of all images of a step (every rank's together).
     pub pretrain_views_per_s: f64,
+    /// [`BenchReport::pretrain_views_per_s`] over the ranks.
+    pub pretrain_views_per_s_per_rank: f64,
     /// A pretraining epoch's steps at the measured rate.
     pub pretrain_epoch_seconds: f64,
     pub pretrain_epochs_per_minute: f64,
     pub supervised_seconds_per_step: f64,
     pub supervised_images_per_s: f64,
+    pub supervised_images_per_s_per_rank: f64,
     /// A supervised epoch (every labeled image once, in batches of the step's labeled count).
     pub supervised_epoch_seconds: f64,
     /// Share of a pretraining step spent on the two strong views (one augmentation of the
@@ -149,12 +158,14 @@ fn run_steps<S: TrainStep>(
 }
 
 /// Runs `warmup` then `steps` timed steps of each kind: the pretraining step of `pretraining`
-/// and the supervised step of `baseline`, at the shapes of `data`.
+/// and the supervised step of `baseline`, at the shapes of `data`; as `replica`'s rank of a
+/// data-parallel run when given.
 pub fn run(
     data: &DataSettings,
     pretraining: &PretrainSettings,
     baseline: &SupervisedSettings,
     compute: Compute,
+    replica: Option<&std::rc::Rc<Replica>>,
     steps: usize,
     warmup: usize,
 ) -> Result<BenchReport> {
@@ -175,8 +186,12 @@ pub fn run(
         plan,
         seed: data.seed,
         resident: resident.as_ref(),
+        replica: replica.map(|r| &**r),
     };
     let mut model = ContrastiveModel::new(pretraining, classes as i64, compute)?;
+    if let Some(r) = replica {
+        model = model.data_parallel(r.clone())?;
+    }
     let pretrain = timed(warmup, steps, device, |n| {
         run_steps(&mut model, &loader, Feed::Zipped, n)
     })?;
@@ -196,11 +211,15 @@ pub fn run(
     })?;
 
     let mut clf = SupervisedModel::new(baseline, classes as i64, compute)?;
+    if let Some(r) = replica {
+        clf = clf.data_parallel(r.clone())?;
+    }
     // A supervised step is about 40x shorter: time 20x as many, so both spans are seconds long.
     let supervised = timed(warmup, steps * SUPERVISED_STEPS_PER_STEP, device, |n| {
         run_steps(&mut clf, &loader, Feed::Labeled, n)
     })?;
 
+    let ranks = replica.map_or(1, |r| r.world());
     let (per_step, supervised_steps) = (
         epoch.unlabeled_batch + epoch.labeled_batch,
         labeled.div_ceil(epoch.labeled_batch),
@@ -220,14 +239,18 @@ pub fn run(
         encoder_chunk: compute.encoder_chunk,
         resident_data: resident.is_some(),
         threads: tch::get_num_threads(),
+        ranks,
+        data_parallel: replica.map(|r| r.describe()),
         steps,
         warmup_steps: warmup,
         pretrain_seconds_per_step: pretrain,
         pretrain_views_per_s: (2 * per_step) as f64 / pretrain,
+        pretrain_views_per_s_per_rank: (2 * per_step) as f64 / pretrain / ranks as f64,
         pretrain_epoch_seconds: epoch.steps as f64 * pretrain,
         pretrain_epochs_per_minute: 60.0 / (epoch.steps as f64 * pretrain),
         supervised_seconds_per_step: supervised,
         supervised_images_per_s: epoch.labeled_batch as f64 / supervised,
+        supervised_images_per_s_per_rank: epoch.labeled_batch as f64 / supervised / ranks as f64,
         supervised_epoch_seconds: supervised_steps as f64 * supervised,
         augment_share_of_pretrain_step: augment / pretrain,
     })

@@ -22,6 +22,17 @@ pub enum DeviceChoice {
     Cuda,
 }
 
+/// c10d's backend for a run launched by torchrun: `auto` takes NCCL for CUDA devices and gloo
+/// for the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    #[default]
+    Auto,
+    Gloo,
+    Nccl,
+}
+
 /// Which precision the networks compute in: `auto` picks bf16 autocast where it is measured to
 /// pay (CUDA compute capability 8.0+, AMX, AMD AVX512-BF16; see `accel::bf16_preferred`), else
 /// fp32.
@@ -58,7 +69,7 @@ macro_rules! spelled_by_serde {
         }
     )*};
 }
-spelled_by_serde!(DeviceChoice, PrecisionChoice);
+spelled_by_serde!(DeviceChoice, PrecisionChoice, BackendChoice);
 
 /// The `[runtime]` table: where and how the steps run. None of these keys changes the model or
 /// the data a run sees; `precision` and `encoder_chunk` change rounding only (except that slices
@@ -86,6 +97,11 @@ pub struct RuntimeConfig {
     /// Keep the uint8 data set on the CUDA device (STL-10: 3.1 GB) and gather batches there;
     /// falls back to host batches when it does not fit.
     pub resident_data: bool,
+    /// Under torchrun: c10d's backend (`auto`: NCCL on CUDA, gloo on the CPU).
+    pub backend: BackendChoice,
+    /// Under torchrun: how long the ranks wait for each other (meeting, and every collective)
+    /// before a missing or dead rank ends the run with an error, in seconds.
+    pub dist_timeout_seconds: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -98,6 +114,8 @@ impl Default for RuntimeConfig {
             encoder_chunk: None,
             metrics_every: 20,
             resident_data: true,
+            backend: BackendChoice::Auto,
+            dist_timeout_seconds: 1800,
         }
     }
 }
@@ -556,6 +574,12 @@ impl Config {
         }
         if self.runtime.metrics_every == 0 {
             return Err(invalid("runtime.metrics_every", "must be at least 1"));
+        }
+        if !(1..=86_400).contains(&self.runtime.dist_timeout_seconds) {
+            return Err(invalid(
+                "runtime.dist_timeout_seconds",
+                "must be in 1..=86400 (a day)",
+            ));
         }
         Ok(())
     }

@@ -3,6 +3,10 @@
 //! `.safetensors`; `finetuned.safetensors`. Each phase writes its
 //! checkpoint in `state/` and its history after every epoch, and continues from the checkpoint
 //! when the folder is resumed.
+//!
+//! In a data-parallel run ([`Prepared::replica`]) every rank trains its model on its shards and
+//! only rank 0 writes: checkpoints, histories and model files. Every rank resumes from the same
+//! checkpoint, read from the run folder.
 
 use std::path::{Path, PathBuf};
 
@@ -29,10 +33,12 @@ pub fn baseline(
     dir: &RunDir,
     obs: &mut dyn Observer,
 ) -> Result<History> {
-    let mut model = SupervisedModel::new(s, prep.classes(), prep.compute)?;
+    let mut model = supervised(s, prep)?;
     let h = train_phase(&mut model, s.into(), None, prep, dir, obs)?;
-    let file = dir.file("baseline.safetensors");
-    checkpoint::save(&model.vs, &["encoder", "classifier"], &file)?;
+    if prep.writes() {
+        let file = dir.file("baseline.safetensors");
+        checkpoint::save(&model.vs, &["encoder", "classifier"], &file)?;
+    }
     Ok(h)
 }
 
@@ -46,12 +52,18 @@ pub fn pretrain(
 ) -> Result<History> {
     prep.require_unlabeled()?;
     let mut model = ContrastiveModel::new(s, prep.classes(), prep.compute)?;
+    if let Some(replica) = &prep.replica {
+        model = model.data_parallel(replica.clone())?;
+    }
     let length = Length {
         run: Run::Pretraining,
         epochs: s.epochs,
         batch_size: None,
     };
     let h = train_phase(&mut model, length, None, prep, dir, obs)?;
+    if !prep.writes() {
+        return Ok(h);
+    }
     for (vs, group) in [
         (&model.vs, "encoder"),
         (&model.vs, "projection_head"),
@@ -74,12 +86,32 @@ pub fn finetune(
     obs: &mut dyn Observer,
 ) -> Result<History> {
     let mut model = SupervisedModel::new(s, prep.classes(), prep.compute)?;
-    load_start(&model.vs, s.head, encoder)?;
-    let source = Source::of(encoder)?;
-    let h = train_phase(&mut model, s.into(), Some(source), prep, dir, obs)?;
-    let file = dir.file("finetuned.safetensors");
-    checkpoint::save(&model.vs, &["encoder", "classifier"], &file)?;
+    // Data-parallel, rank 0 reads the starting point and hands it to the others, which need
+    // not see the file (nor hash it, unless they resume).
+    let source = if prep.writes() {
+        load_start(&model.vs, s.head, encoder)?;
+        Some(Source::of(encoder)?)
+    } else {
+        dir.resume.then(|| Source::of(encoder)).transpose()?
+    };
+    if let Some(replica) = &prep.replica {
+        model = model.data_parallel(replica.clone())?;
+    }
+    let h = train_phase(&mut model, s.into(), source, prep, dir, obs)?;
+    if prep.writes() {
+        let file = dir.file("finetuned.safetensors");
+        checkpoint::save(&model.vs, &["encoder", "classifier"], &file)?;
+    }
     Ok(h)
+}
+
+/// A fresh supervised model for `s`, data-parallel when `prep` is.
+fn supervised(s: &SupervisedSettings, prep: &Prepared) -> Result<SupervisedModel> {
+    let model = SupervisedModel::new(s, prep.classes(), prep.compute)?;
+    match &prep.replica {
+        Some(replica) => model.data_parallel(replica.clone()),
+        None => Ok(model),
+    }
 }
 
 /// Loads a fine-tuning's starting point into `vs`: `encoder.*` from `encoder` and, with
@@ -181,7 +213,11 @@ fn train_phase<S: TrainStep>(
         epochs: length.epochs,
         metrics_every: prep.settings.metrics_every,
     };
+    let writes = prep.writes();
     let mut checkpoint = |m: &S, h: &History, p: &Position| {
+        if !writes {
+            return Ok(());
+        }
         state::save(&states, run.name(), m, h, p, source.as_ref())?;
         if p.step == 0 {
             dir.save_history(h)?;

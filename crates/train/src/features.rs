@@ -10,7 +10,7 @@ use tch::{Device, Kind, Tensor};
 use crate::config::ModelSettings;
 use crate::error::{Result, TrainError};
 use crate::run_dir::checkpoint;
-use crate::runtime::Compute;
+use crate::runtime::{Compute, Replica};
 
 pub mod knn;
 pub use knn::Knn;
@@ -57,14 +57,45 @@ pub fn of_split(compute: &Compute, split: &Split, encode: impl Fn(&Tensor) -> Te
     rows(&parts, compute.device)
 }
 
+/// [`of_split`] shared by the ranks of a data-parallel run: each encodes its part of the
+/// split, and every rank gets every image's features (on one process, [`of_split`]).
+pub fn of_split_shared(
+    compute: &Compute,
+    split: &Split,
+    encode: impl Fn(&Tensor) -> Tensor,
+    replica: Option<&Replica>,
+) -> Result<Tensor> {
+    let Some(replica) = replica else {
+        return Ok(of_split(compute, split, encode));
+    };
+    let batch = batch_size(compute);
+    let own: Vec<usize> = replica.part(split.len()).collect();
+    let parts: Vec<Tensor> = own
+        .chunks(batch)
+        .map(|chunk| of_images(compute, &split.images(chunk), &encode))
+        .collect();
+    // The width comes from a forward of no images when this rank's part is empty.
+    let mine = if parts.is_empty() {
+        of_images(compute, &split.images(&[]), &encode)
+    } else {
+        Tensor::cat(&parts, 0)
+    };
+    let counts: Vec<usize> = (0..replica.world())
+        .map(|r| replica.part_of(r, split.len()).len())
+        .collect();
+    replica.gather_with_own(&mine, &counts)
+}
+
 /// Weighted kNN accuracy of `encode`'s features on `ds`'s test split against its labeled
-/// training images: the `val_knn_acc` monitor and `simclr-cli knn`. An error when a split is
-/// empty or unlabeled.
+/// training images: the `val_knn_acc` monitor and `simclr-cli knn`; data-parallel, each rank
+/// encodes its part of the images and every rank computes the same accuracy. An error when a
+/// split is empty or unlabeled.
 pub fn knn_accuracy(
     compute: &Compute,
     ds: &Dataset,
     knn: &Knn,
     encode: impl Fn(&Tensor) -> Tensor,
+    replica: Option<&Replica>,
 ) -> Result<f64> {
     let device = compute.device;
     let (Some(bank_labels), Some(query_labels)) =
@@ -82,9 +113,9 @@ pub fn knn_accuracy(
         ));
     }
     knn.accuracy(
-        &of_split(compute, &ds.train, &encode),
+        &of_split_shared(compute, &ds.train, &encode, replica)?,
         &bank_labels,
-        &of_split(compute, &ds.test, &encode),
+        &of_split_shared(compute, &ds.test, &encode, replica)?,
         &query_labels,
         ds.num_classes() as i64,
     )

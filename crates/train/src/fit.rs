@@ -143,7 +143,7 @@ pub(crate) fn fit<S: TrainStep>(
     let mut pos = start;
     model.plan_schedules(phase.loader, phase.feed, phase.epochs);
     // Asked to stop before anything ran (between two phases): nothing new to save.
-    if obs.should_stop() && pos.epoch < phase.epochs {
+    if stop_requested(phase, obs)? && pos.epoch < phase.epochs {
         return Err(interrupted(phase, pos.epoch + 1, pos.step));
     }
     while pos.epoch < phase.epochs {
@@ -157,7 +157,7 @@ pub(crate) fn fit<S: TrainStep>(
             ..Position::default()
         };
         checkpoint(model, &history, &pos)?;
-        if obs.should_stop() && pos.epoch < phase.epochs {
+        if stop_requested(phase, obs)? && pos.epoch < phase.epochs {
             return Err(interrupted(phase, epoch + 1, 0));
         }
     }
@@ -195,7 +195,7 @@ fn train_epoch<S: TrainStep>(
     for (step, batch) in (pos.step + 1..).zip(batches) {
         sums.add(&model.train_step(&batch)?, step);
         images += S::VIEWS * batch.len();
-        let stop = obs.should_stop();
+        let stop = stop_requested(phase, obs)?;
         if step % every == 0 || step == steps || stop {
             let (read, bad) = sums.read()?;
             if let Some(bad) = bad {
@@ -250,6 +250,16 @@ fn epoch_record<S: TrainStep>(
     })
 }
 
+/// Whether `obs` asks to stop; in a data-parallel run, whether any rank's observer does, so
+/// that every rank stops after the same step (a signal reaches the ranks at different times).
+fn stop_requested(phase: &Phase, obs: &dyn Observer) -> Result<bool> {
+    let stop = obs.should_stop();
+    match phase.loader.replica {
+        Some(replica) => replica.any(stop),
+        None => Ok(stop),
+    }
+}
+
 fn interrupted(phase: &Phase, epoch: usize, step: usize) -> TrainError {
     TrainError::Interrupted {
         run: phase.run.to_string(),
@@ -277,18 +287,20 @@ pub(crate) fn fit_fresh<S: TrainStep>(
 }
 
 /// Mean loss and accuracy of `model` over the test split, in order, in batches of the step
-/// size; the sums stay on the device until the end.
+/// size; the sums stay on the device until the end. In a data-parallel run each rank takes its
+/// part of every batch, and the sums are added over the ranks.
 pub(crate) fn evaluate<S: TrainStep>(model: &S, loader: &Loader) -> Result<(f64, f64)> {
     if loader.ds.test.is_empty() {
         return Ok((f64::NAN, f64::NAN));
     }
     let mut sums = DeviceSums::new(&[], 2, model.device());
-    let mut count = 0;
     for batch in loader.test()? {
         sums.add(&model.test_sums(&batch), 0);
-        count += batch.len();
+    }
+    if let Some(replica) = loader.replica {
+        sums.sums = replica.sum(&sums.sums)?;
     }
     let (s, _) = sums.read()?;
-    let n = count.max(1) as f64;
+    let n = loader.ds.test.len().max(1) as f64;
     Ok((s[0] / n, s[1] / n))
 }

@@ -8,7 +8,7 @@
 //! use train::config::Config;
 //! use train::{experiment, fit::Silent, prepared::Prepared, run_dir::RunDir};
 //! let cfg = Config::load(Some("configs/stl10.toml".as_ref()), &["data.root=/data".into()])?;
-//! let device = train::runtime::init(&cfg.runtime)?;
+//! let device = train::runtime::init(&cfg.runtime, None)?;
 //! let prep = Prepared::new(&cfg.data_settings(), cfg.compute(device))?;
 //! let dir = RunDir::create("runs/stl10".as_ref(), &cfg)?;
 //! let history = experiment::pretrain(&cfg.pretraining(), &prep, &dir, &mut Silent)?;

@@ -1,14 +1,17 @@
 //! What every phase of one experiment shares: the loaded data set, its batch plan, how the
-//! steps run ([`Compute`]) and, on CUDA, the data set's copy resident on the device.
+//! steps run ([`Compute`]), on CUDA the data set's copy resident on the device, and in a
+//! data-parallel run this process's [`Replica`].
+
+use std::rc::Rc;
 
 use stl10_data::{BatchPlan, Dataset};
 
 use crate::config::DataSettings;
 use crate::error::{Result, TrainError};
 use crate::prepared::loader::{Loader, Resident};
-use crate::runtime::Compute;
+use crate::runtime::{Compute, Replica};
 
-pub(crate) mod loader;
+pub mod loader;
 
 /// A loaded data set, its batch plan, how the steps run and, on CUDA, the data set's resident
 /// copy on the device, shared by the phases.
@@ -20,6 +23,9 @@ pub struct Prepared {
     /// What it was built from: the data's root and kind (for messages and reports), the seed
     /// of the batch order, how often the phases read their metrics.
     pub settings: DataSettings,
+    /// In a data-parallel run, this rank: its loader hands out its shards, the phases train
+    /// data-parallel models, and only rank 0 writes the run folder.
+    pub replica: Option<Rc<Replica>>,
 }
 
 impl Prepared {
@@ -74,7 +80,62 @@ impl Prepared {
             compute,
             resident,
             settings: settings.clone(),
+            replica: None,
         })
+    }
+
+    /// This data as `replica`'s rank of a data-parallel run: an error unless every rank gets
+    /// images of every step (a step's unlabeled and labeled images, split as evenly as it
+    /// goes, must number at least one a rank).
+    pub fn data_parallel(mut self, replica: Rc<Replica>) -> Result<Self> {
+        let world = replica.world();
+        let (u, l) = (self.plan.unlabeled_batch, self.plan.labeled_batch);
+        if l < world || (u > 0 && u < world) {
+            return Err(TrainError::Config(crate::config::ConfigError::Invalid {
+                key: "data.batch_size".into(),
+                message: format!(
+                    "{} gives {u} unlabeled and {l} labeled images a step, fewer than the {world} \
+                     ranks that share each step",
+                    self.settings.data.batch_size
+                ),
+            }));
+        }
+        tracing::info!(
+            "rank {} of {}: {} of every step's images",
+            replica.rank(),
+            world,
+            replica.shard(u, l).zipped_rows().0.len()
+        );
+        self.replica = Some(replica);
+        Ok(self)
+    }
+
+    /// `none (one process)`, or `c10d gloo, 2 ranks; each step's 10 unlabeled + 2 labeled
+    /// images shared, 6 a rank` (for reports).
+    pub fn parallelism(&self) -> String {
+        let Some(r) = &self.replica else {
+            return "none (one process)".into();
+        };
+        let (u, l) = (self.plan.unlabeled_batch, self.plan.labeled_batch);
+        let counts = r.zipped_counts(&r.shard(u, l));
+        let (least, most) = (
+            counts.iter().min().copied().unwrap_or(0),
+            counts.iter().max().copied().unwrap_or(0),
+        );
+        let share = if least == most {
+            format!("{most}")
+        } else {
+            format!("{least} to {most}")
+        };
+        format!(
+            "{}; each step's {u} unlabeled + {l} labeled images shared, {share} a rank",
+            r.describe()
+        )
+    }
+
+    /// Whether this process writes the run folder: one process, or rank 0 of several.
+    pub fn writes(&self) -> bool {
+        self.replica.as_ref().is_none_or(|r| r.rank() == 0)
     }
 
     /// An error unless the data set has unlabeled images (pretraining needs them).
@@ -100,6 +161,7 @@ impl Prepared {
             plan: self.plan,
             seed: self.settings.seed,
             resident: self.resident.as_ref(),
+            replica: self.replica.as_deref(),
         }
     }
 }

@@ -66,10 +66,20 @@ impl RunDir {
         Ok(dir)
     }
 
+    /// The folder `path` as a rank other than 0 of a data-parallel run sees it: rank 0 writes
+    /// it; this process only reads it when it resumes.
+    pub fn read_only(path: &Path) -> Self {
+        RunDir {
+            path: path.to_path_buf(),
+            resume: false,
+        }
+    }
+
     /// Continues the run `recorded` was read from, with `cfg`, which may differ from the
     /// recorded configuration only in what [`Config::resume_conflicts`] allows (epochs, learning
-    /// rates, runtime); records `cfg`.
-    pub fn resume(recorded: Recorded, cfg: &Config) -> Result<Self> {
+    /// rates, runtime); records `cfg` when this process `writes` the folder (every rank of a
+    /// data-parallel run checks, rank 0 alone writes).
+    pub fn resume(recorded: Recorded, cfg: &Config, writes: bool) -> Result<Self> {
         let conflicts = cfg.resume_conflicts(&recorded.config);
         let saved_path = recorded.path.join("config.toml");
         if !conflicts.is_empty() {
@@ -82,7 +92,9 @@ impl RunDir {
                 ),
             });
         }
-        write_file(&saved_path, cfg.to_toml())?;
+        if writes {
+            write_file(&saved_path, cfg.to_toml())?;
+        }
         Ok(RunDir {
             path: recorded.path,
             resume: true,

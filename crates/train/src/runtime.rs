@@ -2,40 +2,107 @@
 //! answer to "how do the steps run": device, precision, memory format and encoder slicing; and,
 //! in a data-parallel run, this process's [`Replica`].
 
+use std::time::Duration;
+
 use accel::{MemoryFormat, Precision};
+use dist::{Backend, Launch, ProcessGroup};
 use tch::Device;
 
-use crate::config::{ConfigError, DeviceChoice, ModelConfig, PrecisionChoice, RuntimeConfig};
+use crate::config::{
+    BackendChoice, ConfigError, DeviceChoice, ModelConfig, PrecisionChoice, RuntimeConfig,
+};
+use crate::error::{Result, TrainError};
 
 mod replica;
-pub use replica::Replica;
+pub use replica::{Replica, Shard};
 
-/// The device `choice` names; `cuda` when CUDA is missing is an error, not a silent CPU run.
-pub(crate) fn resolve_device(choice: DeviceChoice) -> Result<Device, ConfigError> {
+/// The device `choice` names, `cuda:local_rank` for CUDA (each rank of a launch takes its
+/// machine's GPU of its local rank); `cuda` when CUDA or that GPU is missing is an error, not a
+/// silent CPU run.
+pub(crate) fn resolve_device(
+    choice: DeviceChoice,
+    local_rank: usize,
+) -> std::result::Result<Device, ConfigError> {
+    let gpus = if tch::Cuda::is_available() {
+        tch::Cuda::device_count().max(0) as usize
+    } else {
+        0
+    };
+    let missing = |message: String| ConfigError::Invalid {
+        key: "runtime.device".into(),
+        message,
+    };
     match choice {
         DeviceChoice::Cpu => Ok(Device::Cpu),
-        DeviceChoice::Auto => Ok(Device::cuda_if_available()),
-        DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
-        DeviceChoice::Cuda => Err(ConfigError::Invalid {
-            key: "runtime.device".into(),
-            message: "cuda requested but libtorch sees no CUDA device".into(),
-        }),
+        DeviceChoice::Auto if gpus == 0 => Ok(Device::Cpu),
+        DeviceChoice::Auto | DeviceChoice::Cuda if local_rank < gpus => {
+            Ok(Device::Cuda(local_rank))
+        }
+        DeviceChoice::Cuda if gpus == 0 => Err(missing(
+            "cuda requested but libtorch sees no CUDA device".into(),
+        )),
+        _ => Err(missing(format!(
+            "LOCAL_RANK {local_rank} takes cuda:{local_rank}, but libtorch sees {gpus} CUDA \
+             device(s): start at most {gpus} processes per machine"
+        ))),
     }
 }
 
 /// Sets libtorch's thread count and seed, turns cuDNN's autotuner on, then resolves the
-/// device. Call before any tensor op.
-pub fn init(cfg: &RuntimeConfig) -> Result<Device, ConfigError> {
+/// device (under a launch, `cuda:LOCAL_RANK` for CUDA). Call before any tensor op.
+pub fn init(
+    cfg: &RuntimeConfig,
+    launch: Option<&Launch>,
+) -> std::result::Result<Device, ConfigError> {
     if let Some(n) = cfg.threads {
         tch::set_num_threads(n as i32);
     }
     tch::manual_seed(cfg.seed as i64);
-    let device = resolve_device(cfg.device)?;
+    let device = resolve_device(cfg.device, launch.map_or(0, |l| l.local_rank))?;
     if device.is_cuda() {
         // The step's shapes are fixed, so cuDNN's per-shape algorithm search pays off at once.
         tch::Cuda::cudnn_set_benchmark(true);
     }
     Ok(device)
+}
+
+/// The backend `choice` names for tensors on `device`; an error when they do not go together.
+pub(crate) fn resolve_backend(
+    choice: BackendChoice,
+    device: Device,
+) -> std::result::Result<Backend, ConfigError> {
+    let wrong = |message: &str| ConfigError::Invalid {
+        key: "runtime.backend".into(),
+        message: message.into(),
+    };
+    match (choice, device.is_cuda()) {
+        (BackendChoice::Auto, _) => Ok(Backend::for_device(device)),
+        (BackendChoice::Gloo, false) => Ok(Backend::Gloo),
+        (BackendChoice::Nccl, true) => Ok(Backend::Nccl),
+        (BackendChoice::Gloo, true) => Err(wrong(
+            "gloo moves CPU tensors here, and the run is on CUDA: use nccl (or auto)",
+        )),
+        (BackendChoice::Nccl, false) => Err(wrong(
+            "nccl moves CUDA tensors, and the run is on the CPU: use gloo (or auto)",
+        )),
+    }
+}
+
+/// Joins the other ranks of `launch` with `cfg`'s backend for tensors on `device`, waiting at
+/// most `runtime.dist_timeout_seconds` for them (then, and in every collective after).
+pub fn join(cfg: &RuntimeConfig, launch: &Launch, device: Device) -> Result<Replica> {
+    let backend = resolve_backend(cfg.backend, device)?;
+    let timeout = Duration::from_secs(cfg.dist_timeout_seconds);
+    let group = ProcessGroup::join(launch, backend, timeout)
+        .map_err(|e| TrainError::Distributed(e.to_string()))?;
+    tracing::info!(
+        rank = launch.rank,
+        world = launch.world_size,
+        "joined the {backend} group at {}:{}",
+        launch.master_addr,
+        launch.master_port
+    );
+    Ok(Replica::new(group))
 }
 
 /// The precision `choice` resolves to on `device`: `auto` is bf16 autocast where it is expected
@@ -130,12 +197,34 @@ pub fn describe(device: Device) -> String {
     }
 }
 
-/// What libtorch sees: CUDA, cuDNN, threads, bf16 support, and how `compute` runs.
-pub fn report(compute: &Compute) -> String {
+/// What libtorch sees: CUDA, cuDNN, threads, bf16 support, how `compute` runs, and whether
+/// this process is a rank of a data-parallel run (`replica`) whose steps take `batch_size`
+/// images.
+pub fn report(compute: &Compute, replica: Option<&Replica>, batch_size: usize) -> String {
     let device = compute.device;
+    let parallel = match replica {
+        None => "none (one process; torchrun launches several)".to_string(),
+        Some(r) => {
+            let sizes: Vec<usize> = (0..r.world())
+                .map(|k| r.part_of(k, batch_size).len())
+                .collect();
+            let (least, most) = (sizes.iter().min(), sizes.iter().max());
+            let share = match (least, most) {
+                (Some(a), Some(b)) if a == b => format!("{a}"),
+                (Some(a), Some(b)) => format!("{a} to {b}"),
+                _ => "0".into(),
+            };
+            format!(
+                "{}, this is rank {}; each step's {batch_size} images shared, {share} a rank",
+                r.describe(),
+                r.rank()
+            )
+        }
+    };
     format!(
         "cuda available: {}\ncuda devices: {}\ncudnn available: {}\nthreads: {}\n\
-         bf16 native on {}: {} (preferred by auto: {})\ndevice: {}\ncompute: {}\n",
+         bf16 native on {}: {} (preferred by auto: {})\ndevice: {}\ncompute: {}\n\
+         data parallel: {parallel}\n",
         tch::Cuda::is_available(),
         tch::Cuda::device_count(),
         tch::Cuda::cudnn_is_available(),

@@ -18,11 +18,11 @@ use tch::nn::{self, Module, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 use crate::config::{ModelSettings, PretrainSettings, SupervisedSettings};
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 use crate::experiment::run::KNN_METRIC;
 use crate::features::knn::Knn;
 use crate::prepared::loader::{Batch, Feed, Loader};
-use crate::runtime::{Compute, Replica};
+use crate::runtime::{Compute, Replica, Shard};
 use optim::{Optimizer, RunLength};
 use seeds::Stream;
 
@@ -84,21 +84,33 @@ fn backward_step(
     Ok(())
 }
 
-/// `images` augmented by `augmenter`; in a data-parallel run, as this rank's shard of the whole
+/// Where a step's images sit in the whole batch of a data-parallel step: their rows there, and
+/// its size. `None` on one process.
+type Placed = Option<(Vec<usize>, usize)>;
+
+/// `images` augmented by `augmenter`; in a data-parallel run, as rows `placed` of the whole
 /// batch (each image as it would be augmented there).
-fn augment_shard(
-    augmenter: &mut Augmenter,
-    images: &Tensor,
-    replica: Option<&Replica>,
-) -> Result<Tensor> {
-    Ok(match replica {
+fn augment_placed(augmenter: &mut Augmenter, images: &Tensor, placed: &Placed) -> Result<Tensor> {
+    Ok(match placed {
         None => augmenter.augment(images)?,
-        Some(r) => {
-            let n = images.size()[0] as usize;
-            let rows: Vec<usize> = r.rows(n).collect();
-            augmenter.augment_rows(images, n * r.world(), &rows)?
-        }
+        Some((rows, total)) => augmenter.augment_rows(images, *total, rows)?,
     })
+}
+
+/// Where a data-parallel step's images are, from its batch's shard: an error when a
+/// data-parallel model is given a batch without one (or one process a shard).
+fn placement<'a>(replica: Option<&Replica>, shard: Option<&'a Shard>) -> Result<Option<&'a Shard>> {
+    match (replica, shard) {
+        (Some(_), Some(s)) => Ok(Some(s)),
+        (None, None) => Ok(None),
+        (Some(r), None) => Err(TrainError::Distributed(format!(
+            "rank {} of a data-parallel run was given a batch without its place in the whole batch",
+            r.rank()
+        ))),
+        (None, Some(_)) => Err(TrainError::Distributed(
+            "a shard of a data-parallel batch was given to a model on one process".into(),
+        )),
+    }
 }
 
 /// Mean cross-entropy and accuracy of `logits` against `labels` over the whole batch: as they
@@ -109,8 +121,9 @@ fn supervised_loss(
     logits: &Tensor,
     labels: &Tensor,
     replica: Option<&Replica>,
+    placed: &Placed,
 ) -> Result<(Tensor, Tensor)> {
-    let Some(replica) = replica else {
+    let (Some(replica), Some((_, whole))) = (replica, placed) else {
         let loss = logits.cross_entropy_for_logits(labels);
         let acc = logits.detach().accuracy_for_logits(labels);
         return Ok((
@@ -118,7 +131,7 @@ fn supervised_loss(
             Tensor::stack(&[loss.detach(), acc], 0),
         ));
     };
-    let whole = (labels.size()[0] * replica.world() as i64) as f64;
+    let whole = (*whole).max(1) as f64;
     let sums = ce_sum_and_correct(logits, labels);
     let loss = sums.get(0) / whole;
     let metrics = replica.sum(&(sums.detach() / whole))?;
@@ -291,65 +304,64 @@ impl ContrastiveModel {
     }
 
     /// The example's `train_step` on uint8 `images` `[U + L, 3, H, W]` (the last `L` labeled)
-    /// and int64 `labels` `[L]`: `[c_loss, c_acc, p_loss, p_acc]` on the device.
+    /// and int64 `labels` `[L]`: `[c_loss, c_acc, p_loss, p_acc]` on the device. One process's
+    /// whole batch; a data-parallel model takes its shards through [`TrainStep::train_step`].
     pub fn step(&mut self, images: &Tensor, labels: &Tensor) -> Result<Tensor> {
+        self.step_at(images, labels, None)
+    }
+
+    /// [`ContrastiveModel::step`] on this rank's `shard` of the whole batch (data-parallel).
+    fn step_at(
+        &mut self,
+        images: &Tensor,
+        labels: &Tensor,
+        shard: Option<&Shard>,
+    ) -> Result<Tensor> {
+        let shard = placement(self.replica.as_deref(), shard)?;
         let images = accel::upload(images, self.compute.device);
         let labels = accel::upload(labels, self.compute.device);
         let (n, l) = (images.size()[0], labels.size()[0]);
         // Both labeled and unlabeled images are used, without labels.
-        let rows = self.replica.as_ref().map(|r| {
-            (
-                r.zipped_rows((n - l) as usize, l as usize),
-                n as usize * r.world(),
-            )
-        });
-        let (c_loss, c_acc) = self.contrastive_step_at(&images, rows)?;
+        let (c_loss, c_acc) = self.contrastive_step_at(&images, shard)?;
         // Labels are only used by the linear probe.
-        let (p_loss, p_acc) = self.probe_step(&images.narrow(0, n - l, l), &labels)?;
+        let labeled = images.narrow(0, n - l, l);
+        let (p_loss, p_acc) =
+            self.probe_step_at(&labeled, &labels, shard.map(|s| s.labeled_rows()))?;
         Ok(Tensor::stack(&[c_loss, c_acc, p_loss, p_acc], 0))
     }
 
     /// Two strong views of `images` (one augmentation of the doubled batch), encoder and
     /// projection head, the contrastive loss, and one `contrastive_optimizer` step (encoder +
-    /// head only): `(c_loss, c_acc)` as scalar device tensors. Data-parallel, `images` are this
-    /// rank's shard of the whole batch, and the loss is the whole batch's.
+    /// head only): `(c_loss, c_acc)` as scalar device tensors. One process's whole batch.
     pub fn contrastive_step(&mut self, images: &Tensor) -> Result<(Tensor, Tensor)> {
-        let n = images.size()[0] as usize;
-        let whole = self
-            .replica
-            .as_ref()
-            .map(|r| (r.rows(n).collect(), n * r.world()));
-        self.contrastive_step_at(images, whole)
+        placement(self.replica.as_deref(), None)?;
+        self.contrastive_step_at(images, None)
     }
 
-    /// [`ContrastiveModel::contrastive_step`]; data-parallel, `whole` gives the images' rows in
-    /// the whole batch and its size: the views are augmented as there, and every rank's
-    /// projections are gathered for the loss.
+    /// [`ContrastiveModel::contrastive_step`]; data-parallel, on this rank's `shard` of the
+    /// whole batch: the views are augmented as there, and every rank's projections are gathered
+    /// for the loss.
     fn contrastive_step_at(
         &mut self,
         images: &Tensor,
-        whole: Option<(Vec<usize>, usize)>,
+        shard: Option<&Shard>,
     ) -> Result<(Tensor, Tensor)> {
         let n = images.size()[0];
         let doubled = images.repeat([2, 1, 1, 1]);
-        let views = match &whole {
-            None => self.contrastive_augmenter.augment(&doubled)?,
-            Some((rows, total)) => {
-                // The second view's rows follow the whole first view.
-                let both: Vec<usize> = rows
-                    .iter()
-                    .copied()
-                    .chain(rows.iter().map(|r| r + total))
-                    .collect();
-                self.contrastive_augmenter
-                    .augment_rows(&doubled, 2 * total, &both)?
-            }
-        };
+        // The second view's rows follow the whole first view.
+        let doubled_rows = shard.map(|s| {
+            let (rows, total) = s.zipped_rows();
+            let both = rows.iter().copied().chain(rows.iter().map(|r| r + total));
+            (both.collect(), 2 * total)
+        });
+        let views = augment_placed(&mut self.contrastive_augmenter, &doubled, &doubled_rows)?;
         let projections = tracing::debug_span!("forward", step = "contrastive")
             .in_scope(|| to_f32(&self.compute.autocast(|| self.project(&views))));
         let (mut z1, mut z2) = (projections.narrow(0, 0, n), projections.narrow(0, n, n));
-        if let Some(replica) = &self.replica {
-            (z1, z2) = (replica.gather_with_own(&z1)?, replica.gather_with_own(&z2)?);
+        if let (Some(replica), Some(shard)) = (&self.replica, shard) {
+            let counts = replica.zipped_counts(shard);
+            z1 = replica.gather_with_own(&z1, &counts)?;
+            z2 = replica.gather_with_own(&z2, &counts)?;
         }
         let (c_loss, logits) = self.loss.compute(&z1, &z2, self.temperature)?;
         backward_step(
@@ -389,16 +401,27 @@ impl ContrastiveModel {
 
     /// Weak augmentation of the labeled images, the encoder in inference mode without gradient
     /// (features detached), the linear probe, and one `probe_optimizer` step (probe only):
-    /// `(p_loss, p_acc)` as scalar device tensors.
+    /// `(p_loss, p_acc)` as scalar device tensors. One process's whole batch.
     pub fn probe_step(&mut self, labeled: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
+        placement(self.replica.as_deref(), None)?;
+        self.probe_step_at(labeled, labels, None)
+    }
+
+    /// [`ContrastiveModel::probe_step`] on the labeled images at `placed` of the whole batch.
+    fn probe_step_at(
+        &mut self,
+        labeled: &Tensor,
+        labels: &Tensor,
+        placed: Placed,
+    ) -> Result<(Tensor, Tensor)> {
         let replica = self.replica.as_deref();
-        let x = augment_shard(&mut self.classification_augmenter, labeled, replica)?;
+        let x = augment_placed(&mut self.classification_augmenter, labeled, &placed)?;
         let _forward = tracing::debug_span!("forward", step = "probe").entered();
         let features =
             tch::no_grad(|| to_f32(&self.compute.autocast(|| self.encoder.forward_t(&x, false))));
         let class_logits = self.linear_probe.forward(&features.detach());
         drop(_forward);
-        let (p_loss, metrics) = supervised_loss(&class_logits, labels, replica)?;
+        let (p_loss, metrics) = supervised_loss(&class_logits, labels, replica, &placed)?;
         backward_step(&mut self.probe_optimizer, &self.probe_vs, &p_loss, replica)?;
         Ok((metrics.get(0), metrics.get(1)))
     }
@@ -410,7 +433,7 @@ impl TrainStep for ContrastiveModel {
     const VIEWS: usize = 2;
 
     fn train_step(&mut self, batch: &Batch) -> Result<Tensor> {
-        self.step(&batch.images, &batch.labels)
+        self.step_at(&batch.images, &batch.labels, batch.shard.as_ref())
     }
 
     /// The example's `test_step`: the probe on un-augmented test images.
@@ -430,7 +453,8 @@ impl TrainStep for ContrastiveModel {
             return Ok(Vec::new());
         };
         let encode = |x: &Tensor| self.encoder.forward_t(x, false);
-        let acc = crate::features::knn_accuracy(&self.compute, loader.ds, &knn, encode)?;
+        let acc =
+            crate::features::knn_accuracy(&self.compute, loader.ds, &knn, encode, loader.replica)?;
         Ok(vec![(KNN_METRIC, acc)])
     }
 
@@ -535,12 +559,24 @@ impl SupervisedModel {
     }
 
     /// One step on uint8 `images` `[N,3,H,W]` and int64 `labels` `[N]`: `[loss, acc]` on the
-    /// device.
+    /// device. One process's whole batch; a data-parallel model takes its shards through
+    /// [`TrainStep::train_step`].
     pub fn step(&mut self, images: &Tensor, labels: &Tensor) -> Result<Tensor> {
+        self.step_at(images, labels, None)
+    }
+
+    /// [`SupervisedModel::step`] on this rank's `shard` (its labeled part) of the whole batch.
+    fn step_at(
+        &mut self,
+        images: &Tensor,
+        labels: &Tensor,
+        shard: Option<&Shard>,
+    ) -> Result<Tensor> {
+        let replica = self.replica.as_deref();
+        let placed = placement(replica, shard)?.map(|s| s.labeled_rows());
         let labels = accel::upload(labels, self.compute.device);
         let images = accel::upload(images, self.compute.device);
-        let replica = self.replica.as_deref();
-        let x = augment_shard(&mut self.augmenter, &images, replica)?;
+        let x = augment_placed(&mut self.augmenter, &images, &placed)?;
         let logits = tracing::debug_span!("forward", step = "supervised").in_scope(|| {
             to_f32(
                 &self
@@ -548,7 +584,7 @@ impl SupervisedModel {
                     .autocast(|| self.classifier.forward_t(&x, self.train_mode)),
             )
         });
-        let (loss, metrics) = supervised_loss(&logits, &labels, replica)?;
+        let (loss, metrics) = supervised_loss(&logits, &labels, replica, &placed)?;
         backward_step(&mut self.optimizer, &self.vs, &loss, replica)?;
         Ok(metrics)
     }
@@ -560,7 +596,7 @@ impl TrainStep for SupervisedModel {
     const VIEWS: usize = 1;
 
     fn train_step(&mut self, batch: &Batch) -> Result<Tensor> {
-        self.step(&batch.images, &batch.labels)
+        self.step_at(&batch.images, &batch.labels, batch.shard.as_ref())
     }
 
     fn test_sums(&self, batch: &Batch) -> Tensor {

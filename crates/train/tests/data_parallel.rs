@@ -1,7 +1,9 @@
 //! Data-parallel steps equal one process's steps on the whole batch: two ranks started by
 //! torchrun (copies of this test binary, on c10d's gloo over loopback), each with its shard of
 //! every step's batch, against one process with the whole batch, same seed. After three steps
-//! the weights of every model agree to within float rounding, and so do the metrics.
+//! the weights of every model agree to within float rounding, and so do the metrics. The
+//! batches do not split evenly (9 + 5 images on 2 ranks: 5 + 3 and 4 + 2), so the gathering
+//! of unequal shards is checked too.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,8 +14,9 @@ use std::time::Duration;
 use dist::{Backend, Launch, ProcessGroup};
 use tch::{Device, Kind, Tensor};
 use train::config::Config;
+use train::prepared::loader::Batch;
 use train::runtime::Replica;
-use train::steps::{ContrastiveModel, SupervisedModel};
+use train::steps::{ContrastiveModel, SupervisedModel, TrainStep};
 
 /// Which model a started rank trains (unset: this process is the test runner).
 const ROLE: &str = "DATA_PARALLEL_ROLE";
@@ -22,8 +25,8 @@ const OUT: &str = "DATA_PARALLEL_OUT";
 const WORLD: usize = 2;
 const STEPS: usize = 3;
 /// Per step: unlabeled and labeled images of the whole batch.
-const UNLABELED: i64 = 8;
-const LABELED: i64 = 4;
+const UNLABELED: i64 = 9;
+const LABELED: i64 = 5;
 const CLASSES: i64 = 4;
 
 fn config(optimizer: &str) -> Config {
@@ -67,16 +70,26 @@ fn whole_batch(s: i64) -> (Tensor, Tensor) {
     (images, labels)
 }
 
-/// This rank's shard of `whole_batch(s)`: its unlabeled rows, then its labeled rows.
-fn shard(s: i64, rank: i64, world: i64) -> (Tensor, Tensor) {
+/// Step `s`'s batch for `model`: the whole one, or `replica`'s shard of it (its unlabeled rows,
+/// then its labeled rows, with its place in the whole batch).
+fn batch(model: Model, s: i64, replica: Option<&Replica>) -> Batch {
     let (images, labels) = whole_batch(s);
-    let (u, l) = (UNLABELED / world, LABELED / world);
-    let unlabeled = images.narrow(0, rank * u, u);
-    let labeled = images.narrow(0, UNLABELED + rank * l, l);
-    (
-        Tensor::cat(&[unlabeled, labeled], 0),
-        labels.narrow(0, rank * l, l),
-    )
+    let (whole_u, whole_l) = match model {
+        Model::Pretrain => (UNLABELED as usize, LABELED as usize),
+        Model::Supervised => (0, LABELED as usize),
+    };
+    let shard = replica.map(|r| r.shard(whole_u, whole_l));
+    let (u, l) = shard.as_ref().map_or((0..whole_u, 0..whole_l), |s| {
+        (s.unlabeled.clone(), s.labeled.clone())
+    });
+    let rows = |t: &Tensor, at: i64, r: &std::ops::Range<usize>| {
+        t.narrow(0, at + r.start as i64, r.len() as i64)
+    };
+    Batch {
+        images: Tensor::cat(&[rows(&images, 0, &u), rows(&images, UNLABELED, &l)], 0),
+        labels: rows(&labels, 0, &l),
+        shard,
+    }
 }
 
 type Run = (BTreeMap<String, Tensor>, Vec<Vec<f64>>);
@@ -103,29 +116,16 @@ enum Model {
 fn train(model: Model, optimizer: &str, steps: usize, replica: Option<Rc<Replica>>) -> Run {
     let cfg = config(optimizer);
     let cpu = cfg.compute(Device::Cpu);
-    let place = replica
-        .as_ref()
-        .map(|r| (r.rank() as i64, r.world() as i64));
-    let batch = |s: i64| match (model, place) {
-        (Model::Pretrain, None) => whole_batch(s),
-        (Model::Pretrain, Some((rank, world))) => shard(s, rank, world),
-        (Model::Supervised, _) => {
-            let (images, labels) = whole_batch(s);
-            let (start, l) = place.map_or((0, LABELED), |(r, w)| (r * LABELED / w, LABELED / w));
-            let labeled = images.narrow(0, UNLABELED + start, l);
-            (labeled, labels.narrow(0, start, l))
-        }
-    };
-    let metrics = |step: &mut dyn FnMut(&Tensor, &Tensor) -> Tensor| -> Vec<Vec<f64>> {
+    let metrics = |step: &mut dyn FnMut(&Batch) -> Tensor| -> Vec<Vec<f64>> {
         (0..steps as i64)
             .map(|s| {
-                let (images, labels) = batch(s);
-                Vec::<f64>::try_from(step(&images, &labels).to_kind(Kind::Double)).unwrap()
+                let b = batch(model, s, replica.as_deref());
+                Vec::<f64>::try_from(step(&b).to_kind(Kind::Double)).unwrap()
             })
             .collect()
     };
     // A rank other than 0 starts from other weights: joining must make them rank 0's.
-    let not_first = place.is_some_and(|(rank, _)| rank != 0);
+    let not_first = replica.as_ref().is_some_and(|r| r.rank() != 0);
     let disturb = |stores: &[&tch::nn::VarStore]| {
         if not_first {
             tch::no_grad(|| {
@@ -141,19 +141,19 @@ fn train(model: Model, optimizer: &str, steps: usize, replica: Option<Rc<Replica
         Model::Pretrain => {
             let mut m = ContrastiveModel::new(&cfg.pretraining(), CLASSES, cpu).unwrap();
             disturb(&[&m.vs, &m.probe_vs]);
-            if let Some(r) = replica {
+            if let Some(r) = replica.clone() {
                 m = m.data_parallel(r).unwrap();
             }
-            let history = metrics(&mut |x, y| m.step(x, y).unwrap());
+            let history = metrics(&mut |b| m.train_step(b).unwrap());
             (weights(&[&m.vs, &m.probe_vs]), history)
         }
         Model::Supervised => {
             let mut m = SupervisedModel::new(&cfg.supervised_baseline(), CLASSES, cpu).unwrap();
             disturb(&[&m.vs]);
-            if let Some(r) = replica {
+            if let Some(r) = replica.clone() {
                 m = m.data_parallel(r).unwrap();
             }
-            let history = metrics(&mut |x, y| m.step(x, y).unwrap());
+            let history = metrics(&mut |b| m.train_step(b).unwrap());
             (weights(&[&m.vs]), history)
         }
     }

@@ -147,7 +147,7 @@ fn two_epochs_resumed_to_four_and_a_stopped_run_equal_a_straight_run() {
         &RunDir::create(&resumed, &two).unwrap(),
         &mut Silent,
     );
-    let dir = RunDir::resume(Recorded::read(&resumed).unwrap(), &four).unwrap();
+    let dir = RunDir::resume(Recorded::read(&resumed).unwrap(), &four, true).unwrap();
     let mut counted = Counter::default();
     all_phases(&four, &prep, &dir, &mut counted);
     assert_same_runs(&straight, &resumed, "2 + 2 epochs");
@@ -193,7 +193,7 @@ fn two_epochs_resumed_to_four_and_a_stopped_run_equal_a_straight_run() {
         };
         let err = result.unwrap_err();
         assert!(matches!(err, TrainError::Interrupted { .. }), "{err}");
-        dir = RunDir::resume(Recorded::read(&stopped).unwrap(), &four).unwrap();
+        dir = RunDir::resume(Recorded::read(&stopped).unwrap(), &four, true).unwrap();
         let pos = state::load(
             &dir.state_dir(),
             ["baseline", "pretraining", "finetuning"][stops],
@@ -244,7 +244,7 @@ fn two_epochs_resumed_to_four_and_a_stopped_run_equal_a_straight_run() {
     assert_same_runs(&straight, &stopped, "stopped and resumed");
 
     // Lowering the epochs below what a phase has done is refused, naming the key.
-    let dir = RunDir::resume(Recorded::read(&resumed).unwrap(), &two).unwrap();
+    let dir = RunDir::resume(Recorded::read(&resumed).unwrap(), &two, true).unwrap();
     let e = experiment::baseline(&two.supervised_baseline(), &prep, &dir, &mut Silent)
         .unwrap_err()
         .to_string();
@@ -255,7 +255,7 @@ fn two_epochs_resumed_to_four_and_a_stopped_run_equal_a_straight_run() {
     // Another seed is another run.
     let mut other = four.clone();
     other.runtime.seed += 1;
-    let e = RunDir::resume(Recorded::read(&resumed).unwrap(), &other)
+    let e = RunDir::resume(Recorded::read(&resumed).unwrap(), &other, true)
         .err()
         .unwrap()
         .to_string();

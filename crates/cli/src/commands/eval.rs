@@ -16,7 +16,8 @@ use crate::progress::Progress;
 
 pub fn knn(prep: &Prepared, model: &ModelSettings, knn: &Knn, encoder: &Path) -> Result<()> {
     let frozen = FrozenEncoder::load(model, prep.compute, encoder, None)?;
-    let acc = train::features::knn_accuracy(&prep.compute, &prep.ds, knn, |x| frozen.forward(x))?;
+    let acc =
+        train::features::knn_accuracy(&prep.compute, &prep.ds, knn, |x| frozen.forward(x), None)?;
     println!(
         "val_knn_acc: {acc:.4} (k = {}, t = {}, {} bank images, {} queries)",
         knn.k,

@@ -2,10 +2,11 @@
 //! and `augment-preview`.
 
 use std::path::Path;
+use std::rc::Rc;
 
 use anyhow::{Context, Result};
 use train::config::{Config, DataSettings, PretrainSettings, SupervisedSettings};
-use train::runtime::Compute;
+use train::runtime::{Compute, Replica};
 use train::{experiment, experiment::run, prepared::Prepared, run_dir::Recorded, run_dir::RunDir};
 
 use crate::args::RunArgs;
@@ -23,31 +24,45 @@ pub enum Phases<'a> {
 }
 
 /// The training commands: the run folder is made (or resumed) from the whole `cfg`, which it
-/// records; each phase gets its own settings.
+/// records; each phase gets its own settings. As `replica`'s rank of a data-parallel run, the
+/// phases train on its shards, and only rank 0 writes the folder and prints.
 pub fn run(
     cfg: &Config,
     compute: Compute,
     phases: Phases,
     args: &RunArgs,
     recorded: Option<Recorded>,
+    replica: Option<Rc<Replica>>,
     progress: &mut Progress,
 ) -> Result<()> {
-    // A resumed folder is checked before the data loads; a new one is made after.
-    let resumed = recorded.map(|r| RunDir::resume(r, cfg)).transpose()?;
-    let prep = Prepared::new(&cfg.data_settings(), compute)?;
+    let writes = replica.as_ref().is_none_or(|r| r.rank() == 0);
+    // A resumed folder is checked before the data loads (by every rank, so all fail alike); a
+    // new one is made after.
+    let resumed = recorded
+        .map(|r| RunDir::resume(r, cfg, writes))
+        .transpose()?;
+    let mut prep = Prepared::new(&cfg.data_settings(), compute)?;
+    if let Some(replica) = replica {
+        prep = prep.data_parallel(replica)?;
+    }
     if matches!(phases, Phases::All | Phases::Pretrain) {
         prep.require_unlabeled()?;
     }
     let dir = match resumed {
         Some(dir) => dir,
-        None => RunDir::create(&args.out, cfg)?,
+        None if writes => RunDir::create(&args.out, cfg)?,
+        None => RunDir::read_only(&args.out),
     };
-    report::overview::write_overview(&cfg.pretraining(), &prep, &dir, 8)?;
+    if writes {
+        report::overview::write_overview(&cfg.pretraining(), &prep, &dir, 8)?;
+    }
     match phases {
         Phases::All => {
             experiment::baseline(&cfg.supervised_baseline(), &prep, &dir, progress)?;
             experiment::pretrain(&cfg.pretraining(), &prep, &dir, progress)?;
-            report::embedding::of_pretrained(&cfg.model_shapes(), &prep, &dir)?;
+            if writes {
+                report::embedding::of_pretrained(&cfg.model_shapes(), &prep, &dir)?;
+            }
             experiment::finetune(
                 &cfg.finetuning(),
                 &prep,
@@ -61,7 +76,9 @@ pub fn run(
         }
         Phases::Pretrain => {
             experiment::pretrain(&cfg.pretraining(), &prep, &dir, progress)?;
-            report::embedding::of_pretrained(&cfg.model_shapes(), &prep, &dir)?;
+            if writes {
+                report::embedding::of_pretrained(&cfg.model_shapes(), &prep, &dir)?;
+            }
         }
         Phases::Finetune { encoder } => {
             let encoder = match encoder {
@@ -72,6 +89,9 @@ pub fn run(
             experiment::finetune(&cfg.finetuning(), &prep, encoder, &dir, progress)
                 .with_context(|| format!("fine-tuning from {}", encoder.display()))?;
         }
+    }
+    if !writes {
+        return Ok(());
     }
     let histories = report::write_report(&cfg.eval.knn(), &prep, &dir)?;
     println!("run folder: {}", dir.path.display());

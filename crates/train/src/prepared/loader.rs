@@ -6,18 +6,26 @@
 //! (resident data: batches are gathered on the device by index tensors, and the epoch's order
 //! travels to the device once per epoch). Both sources follow the same permutations, so a run
 //! sees the same images in the same steps whichever is used.
+//!
+//! In a data-parallel run each rank's loader hands out only the rank's [`Shard`] of every step
+//! (its part of the step's unlabeled and of its labeled images, and of each test batch): every
+//! rank draws the same permutations from the same seed, so the shards of a step make up the
+//! batch one process would take.
 
 use stl10_data::{BatchPlan, Dataset, LabeledEpoch, Split, ZippedEpoch};
 use tch::{Device, Kind, Tensor};
 
 use crate::error::Result;
+use crate::runtime::{Replica, Shard};
 
 /// One step's uint8 images `[U + L, 3, H, W]`, the `U` unlabeled ones first, and the int64
-/// labels `[L]` of the last `L`.
+/// labels `[L]` of the last `L`; in a data-parallel run, this rank's shard of the step and where
+/// it sits in the whole batch.
 #[derive(Debug)]
 pub struct Batch {
     pub images: Tensor,
     pub labels: Tensor,
+    pub shard: Option<Shard>,
 }
 
 impl Batch {
@@ -86,13 +94,14 @@ impl Resident {
 }
 
 /// Hands out the batches of an epoch (and the test batches) from host memory or, when given a
-/// [`Resident`] copy, from the device.
+/// [`Resident`] copy, from the device; in a data-parallel run, this rank's shards of them.
 #[derive(Debug, Clone, Copy)]
 pub struct Loader<'a> {
     pub ds: &'a Dataset,
     pub plan: BatchPlan,
     pub seed: u64,
     pub resident: Option<&'a Resident>,
+    pub replica: Option<&'a Replica>,
 }
 
 /// An epoch's batches, with their count.
@@ -122,6 +131,11 @@ fn index_tensor(positions: impl IntoIterator<Item = usize>, device: Device) -> T
     accel::upload(&Tensor::from_slice(&v), device)
 }
 
+/// `t`'s rows `range`.
+fn rows(t: &Tensor, range: &std::ops::Range<usize>) -> Tensor {
+    t.narrow(0, range.start as i64, range.len() as i64)
+}
+
 impl<'a> Loader<'a> {
     /// This loader with `batch` labeled images a step (supervised epochs and test batches),
     /// where given.
@@ -133,7 +147,8 @@ impl<'a> Loader<'a> {
     }
 
     /// Steps of every training epoch for `feed`, and the images of each step that count as its
-    /// batch size for `lr_scaling`: `(steps, all images, labeled images)`.
+    /// batch size for `lr_scaling`: `(steps, all images, labeled images)`, of the whole batch
+    /// (every rank's shards together).
     pub fn epoch_shape(&self, feed: Feed) -> (usize, usize, usize) {
         let (u, l) = (self.plan.unlabeled_batch, self.plan.labeled_batch);
         match feed {
@@ -146,14 +161,30 @@ impl<'a> Loader<'a> {
     /// a resumed epoch skips the steps it has done, without gathering them). `steps()` still
     /// counts the whole epoch.
     pub fn epoch(&self, feed: Feed, epoch: usize, start: usize) -> Result<Batches<'a>> {
-        let mut batches = match feed {
-            Feed::Zipped => self.zipped(epoch, start),
-            Feed::Labeled => self.labeled(epoch, start)?,
-        };
-        if start > batches.steps {
-            batches.iter = Box::new(std::iter::empty());
+        match feed {
+            Feed::Zipped => Ok(self.zipped(epoch, start)),
+            Feed::Labeled => {
+                let batch = self.plan.labeled_batch;
+                let shuffled =
+                    LabeledEpoch::shuffled(&self.ds.train, batch, self.seed, epoch as u64)?;
+                let order: Vec<Vec<usize>> = shuffled.positions().map(<[usize]>::to_vec).collect();
+                let resident = self.resident.map(|r| &r.train);
+                Ok(self.labeled(&self.ds.train, resident, order, start))
+            }
         }
-        Ok(batches)
+    }
+
+    /// This rank's shard of a step of `unlabeled` and `labeled` images: all of them on one
+    /// process.
+    fn shard(&self, unlabeled: usize, labeled: usize) -> (Option<Shard>, Shard) {
+        let shard = self.replica.map(|r| r.shard(unlabeled, labeled));
+        let own = shard.clone().unwrap_or(Shard {
+            unlabeled: 0..unlabeled,
+            labeled: 0..labeled,
+            whole_unlabeled: unlabeled,
+            whole_labeled: labeled,
+        });
+        (shard, own)
     }
 
     fn zipped(&self, epoch: usize, start: usize) -> Batches<'a> {
@@ -165,10 +196,19 @@ impl<'a> Loader<'a> {
             epoch as u64,
         );
         let steps = self.plan.steps;
+        let (u, l) = (self.plan.unlabeled_batch, self.plan.labeled_batch);
+        let (shard, own) = self.shard(u, l);
+        let todo = start.min(steps)..steps;
         let Some(r) = self.resident else {
-            let iter = zipped.skip(start).map(|b| Batch {
-                images: Tensor::cat(&[b.unlabeled, b.labeled], 0),
-                labels: b.labels,
+            let ds = self.ds;
+            let iter = todo.map(move |i| {
+                let (up, lp) = zipped.positions(i);
+                let (up, lp) = (&up[own.unlabeled.clone()], &lp[own.labeled.clone()]);
+                Batch {
+                    images: Tensor::cat(&[ds.unlabeled.images(up), ds.train.images(lp)], 0),
+                    labels: ds.train.label_tensor(lp),
+                    shard: shard.clone(),
+                }
             });
             return Batches {
                 steps,
@@ -176,15 +216,15 @@ impl<'a> Loader<'a> {
             };
         };
         let device = r.unlabeled.device();
-        let (u, l) = (
-            self.plan.unlabeled_batch as i64,
-            self.plan.labeled_batch as i64,
-        );
         let positions = (0..steps).map(|i| zipped.positions(i));
         let u_order = index_tensor(positions.clone().flat_map(|p| p.0.to_vec()), device);
         let l_order = index_tensor(positions.flat_map(|p| p.1.to_vec()), device);
-        let iter = (start.min(steps) as i64..steps as i64).map(move |i| {
-            let (ui, li) = (u_order.narrow(0, i * u, u), l_order.narrow(0, i * l, l));
+        let iter = todo.map(move |i| {
+            let at = |range: &std::ops::Range<usize>, per: usize| {
+                i * per + range.start..i * per + range.end
+            };
+            let ui = rows(&u_order, &at(&own.unlabeled, u));
+            let li = rows(&l_order, &at(&own.labeled, l));
             Batch {
                 images: Tensor::cat(
                     &[
@@ -194,6 +234,7 @@ impl<'a> Loader<'a> {
                     0,
                 ),
                 labels: r.train.1.index_select(0, &li),
+                shard: shard.clone(),
             }
         });
         Batches {
@@ -202,53 +243,52 @@ impl<'a> Loader<'a> {
         }
     }
 
-    fn labeled(&self, epoch: usize, start: usize) -> Result<Batches<'a>> {
-        let batch = self.plan.labeled_batch;
-        let shuffled = LabeledEpoch::shuffled(&self.ds.train, batch, self.seed, epoch as u64)?;
-        let steps = shuffled.steps();
-        let iter: Box<dyn Iterator<Item = Batch>> = match self.resident {
-            None => Box::new(shuffled.skip(start).map(|b| Batch {
-                images: b.images,
-                labels: b.labels,
-            })),
-            Some(r) => {
-                let order: Vec<usize> = shuffled.positions().flatten().copied().collect();
-                let n = order.len() as i64;
-                let order = index_tensor(order, r.train.0.device());
-                let b = batch as i64;
-                Box::new((start.min(steps) as i64..steps as i64).map(move |i| {
-                    let idx = order.narrow(0, i * b, b.min(n - i * b));
+    /// Labeled batches of `split` at the positions `order` (one list a step), from step
+    /// `start`, from `resident` (its images and labels on the device) when given; a rank takes
+    /// its part of each.
+    fn labeled(
+        &self,
+        split: &'a Split,
+        resident: Option<&'a (Tensor, Tensor)>,
+        order: Vec<Vec<usize>>,
+        start: usize,
+    ) -> Batches<'a> {
+        let steps = order.len();
+        let replica = self.replica;
+        let device = resident.map(|r| r.0.device());
+        let iter = order.into_iter().skip(start).map(move |positions| {
+            let shard = replica.map(|r| r.shard(0, positions.len()));
+            let part = shard
+                .as_ref()
+                .map_or(&positions[..], |s| &positions[s.labeled.clone()]);
+            match (resident, device) {
+                (Some((images, labels)), Some(device)) => {
+                    let idx = index_tensor(part.iter().copied(), device);
                     Batch {
-                        images: r.train.0.index_select(0, &idx),
-                        labels: r.train.1.index_select(0, &idx),
+                        images: images.index_select(0, &idx),
+                        labels: labels.index_select(0, &idx),
+                        shard,
                     }
-                }))
+                }
+                _ => Batch {
+                    images: split.images(part),
+                    labels: split.label_tensor(part),
+                    shard,
+                },
             }
-        };
-        Ok(Batches { steps, iter })
+        });
+        Batches {
+            steps,
+            iter: Box::new(iter),
+        }
     }
 
     /// The test split in order, in batches of the step size (`U + L`), the last one partial.
     pub fn test(&self) -> Result<Batches<'a>> {
         let batch = self.plan.unlabeled_batch + self.plan.labeled_batch;
         let in_order = LabeledEpoch::in_order(&self.ds.test, batch)?;
-        let steps = in_order.steps();
-        let iter: Box<dyn Iterator<Item = Batch>> = match self.resident {
-            None => Box::new(in_order.map(|b| Batch {
-                images: b.images,
-                labels: b.labels,
-            })),
-            Some(r) => {
-                let (n, b) = (self.ds.test.len() as i64, batch as i64);
-                Box::new((0..steps as i64).map(move |i| {
-                    let len = b.min(n - i * b);
-                    Batch {
-                        images: r.test.0.narrow(0, i * b, len),
-                        labels: r.test.1.narrow(0, i * b, len),
-                    }
-                }))
-            }
-        };
-        Ok(Batches { steps, iter })
+        let order: Vec<Vec<usize>> = in_order.positions().map(<[usize]>::to_vec).collect();
+        let resident = self.resident.map(|r| &r.test);
+        Ok(self.labeled(&self.ds.test, resident, order, 0))
     }
 }

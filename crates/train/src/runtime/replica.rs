@@ -1,11 +1,11 @@
-//! One rank of a data-parallel run: every rank holds the same model and takes an equal,
-//! contiguous shard of each step's batch; what a step needs of the others goes through c10d
-//! ([`dist::ProcessGroup`]).
+//! One rank of a data-parallel run: every rank holds the same model and takes its [`Shard`]
+//! of each step's batch (the batch split as evenly as it goes); what a step needs of the others
+//! goes through c10d ([`dist::ProcessGroup`]).
 //!
 //! How the steps stay equal to one process on the whole batch (for models without BatchNorm:
 //! the example's encoder and head; `tests/data_parallel.rs` checks it):
 //! - each rank augments its rows as they would be augmented within the whole batch
-//!   ([`augment::Augmenter::augment_rows`]);
+//!   ([`augment::Augmenter::augment_rows`] at [`Shard::zipped_rows`]);
 //! - the contrastive loss is computed on every rank over every rank's projections
 //!   ([`Replica::gather_with_own`]: the others' rows as constants, its own live), so its value
 //!   is the whole batch's and each rank's backward yields that loss's gradient through its own
@@ -15,8 +15,8 @@
 //! - metrics are sums and counts added over the ranks, never per-rank means.
 //!
 //! Not equal: an encoder or head with BatchNorm (ResNet-18, `model.projection_batch_norm`)
-//! normalises each rank's shard by that shard's statistics, as DDP does by default, and its
-//! running statistics are rank 0's only at the start (nothing keeps them equal afterwards yet).
+//! normalises each rank's shard by that shard's statistics, as DDP does by default, and keeps
+//! its running statistics from its own shards.
 
 use std::ops::Range;
 
@@ -44,31 +44,95 @@ impl Replica {
         self.group.world_size()
     }
 
-    /// Where this rank's `n` images sit in the whole batch of `world * n` (its shard).
-    pub fn rows(&self, n: usize) -> Range<usize> {
-        self.rank() * n..(self.rank() + 1) * n
+    /// `c10d gloo, 2 ranks` (for reports).
+    pub fn describe(&self) -> String {
+        format!(
+            "c10d {}, {} ranks",
+            self.group.backend().name(),
+            self.world()
+        )
     }
 
-    /// Where the images of this rank's zipped batch (`unlabeled` then `labeled`) sit in the
-    /// whole zipped batch (every rank's unlabeled images, then every rank's labeled ones).
-    pub fn zipped_rows(&self, unlabeled: usize, labeled: usize) -> Vec<usize> {
-        let all_unlabeled = unlabeled * self.world();
-        self.rows(unlabeled)
-            .chain(self.rows(labeled).map(|i| all_unlabeled + i))
+    /// Rank `rank`'s part of `n` items split as evenly as it goes (the first `n % world` ranks
+    /// take one more).
+    pub fn part_of(&self, rank: usize, n: usize) -> Range<usize> {
+        let (base, extra) = (n / self.world(), n % self.world());
+        let start = rank * base + rank.min(extra);
+        start..start + base + usize::from(rank < extra)
+    }
+
+    /// This rank's part of `n` items.
+    pub fn part(&self, n: usize) -> Range<usize> {
+        self.part_of(self.rank(), n)
+    }
+
+    /// This rank's shard of a step of `unlabeled` and `labeled` images.
+    pub fn shard(&self, unlabeled: usize, labeled: usize) -> Shard {
+        Shard {
+            unlabeled: self.part(unlabeled),
+            labeled: self.part(labeled),
+            whole_unlabeled: unlabeled,
+            whole_labeled: labeled,
+        }
+    }
+
+    /// Every rank's count of images in the step `shard` belongs to (its part of the unlabeled
+    /// images and of the labeled ones), in rank order.
+    pub fn zipped_counts(&self, shard: &Shard) -> Vec<usize> {
+        (0..self.world())
+            .map(|r| {
+                self.part_of(r, shard.whole_unlabeled).len()
+                    + self.part_of(r, shard.whole_labeled).len()
+            })
             .collect()
     }
 
-    /// Every rank's rows of `t` (each rank passes the same shape), in rank order, with this
-    /// rank's own rows the live `t`: the gradient of anything computed on the result reaches
-    /// `t` through its own rows only, the other ranks' rows being constants.
-    pub fn gather_with_own(&self, t: &Tensor) -> Result<Tensor> {
-        let all = self.collective(|g| g.all_gather(t))?;
-        let n = t.size()[0];
-        let rank = self.rank() as i64;
-        let total = all.size()[0];
-        let before = all.narrow(0, 0, rank * n);
-        let after = all.narrow(0, (rank + 1) * n, total - (rank + 1) * n);
-        Ok(Tensor::cat(&[before, t.shallow_clone(), after], 0))
+    /// Every rank's rows of `t`, in rank order, with this rank's own rows the live `t`: the
+    /// gradient of anything computed on the result reaches `t` through its own rows only, the
+    /// other ranks' rows being constants. `rows[r]` is rank `r`'s count of rows (this rank's is
+    /// `t`'s); the other dimensions agree on every rank.
+    pub fn gather_with_own(&self, t: &Tensor, rows: &[usize]) -> Result<Tensor> {
+        let most = rows.iter().copied().max().unwrap_or(0) as i64;
+        let own = t.size()[0];
+        if rows.len() != self.world() || rows[self.rank()] as i64 != own {
+            return Err(TrainError::Distributed(format!(
+                "rank {}: gathering {own} rows, but the counts say {rows:?}",
+                self.rank()
+            )));
+        }
+        // Every rank sends as many rows (its own, padded): gloo's all-gather needs equal shapes.
+        let padded = if own < most {
+            let mut shape = t.size();
+            shape[0] = most - own;
+            Tensor::cat(
+                &[
+                    t.detach(),
+                    t.detach().new_zeros(shape, (t.kind(), t.device())),
+                ],
+                0,
+            )
+        } else {
+            t.detach()
+        };
+        let all = self.collective(|g| g.all_gather(&padded))?;
+        let parts: Vec<Tensor> = rows
+            .iter()
+            .enumerate()
+            .map(|(r, &n)| {
+                if r == self.rank() {
+                    t.shallow_clone()
+                } else {
+                    all.narrow(0, r as i64 * most, n as i64)
+                }
+            })
+            .collect();
+        Ok(Tensor::cat(&parts, 0))
+    }
+
+    /// Whether any rank says `flag` (a stop request: every rank stops after the same step).
+    pub fn any(&self, flag: bool) -> Result<bool> {
+        let count = self.sum(&Tensor::from_slice(&[f64::from(u8::from(flag))]))?;
+        Ok(count.double_value(&[0]) > 0.0)
     }
 
     /// The sum over the ranks of `t` (a metric's sum or count), detached.
@@ -122,5 +186,33 @@ impl Replica {
 
     fn collective<T>(&self, f: impl FnOnce(&ProcessGroup) -> dist::Result<T>) -> Result<T> {
         f(&self.group).map_err(|e| TrainError::Distributed(e.to_string()))
+    }
+}
+
+/// Where a rank's images sit in a step's whole batch: its part of the unlabeled images and of
+/// the labeled ones (either may be empty), and the whole batch's counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shard {
+    pub unlabeled: Range<usize>,
+    pub labeled: Range<usize>,
+    pub whole_unlabeled: usize,
+    pub whole_labeled: usize,
+}
+
+impl Shard {
+    /// This shard's images (its unlabeled ones, then its labeled ones) as rows of the whole
+    /// zipped batch (every unlabeled image, then every labeled one), and that batch's size.
+    pub fn zipped_rows(&self) -> (Vec<usize>, usize) {
+        let rows = self
+            .unlabeled
+            .clone()
+            .chain(self.labeled.clone().map(|i| self.whole_unlabeled + i))
+            .collect();
+        (rows, self.whole_unlabeled + self.whole_labeled)
+    }
+
+    /// This shard's labeled images as rows of the whole batch's labeled ones, and their count.
+    pub fn labeled_rows(&self) -> (Vec<usize>, usize) {
+        (self.labeled.clone().collect(), self.whole_labeled)
     }
 }

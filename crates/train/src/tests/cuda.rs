@@ -83,6 +83,7 @@ fn cuda_steps_never_wait_for_the_device() {
                 plan,
                 seed: 1,
                 resident,
+                replica: None,
             };
             let mut m = ContrastiveModel::new(&cfg.pretraining(), 4, compute).unwrap();
             let sums = steps_without_sync(&mut m, &loader, Feed::Zipped);

@@ -353,6 +353,7 @@ fn fit_fits_each_optimizers_schedule_to_its_run() {
         plan: BatchPlan::new(448, 64, 64).unwrap(), // 8 steps of 56 + 8
         seed: 7,
         resident: None,
+        replica: None,
     };
     let phase = |run, feed, epochs| Phase {
         run,
@@ -424,6 +425,7 @@ fn contrastive_learning_and_the_baseline_really_learn() {
         plan,
         seed: 7,
         resident: None,
+        replica: None,
     };
     let h = fit::fit_fresh(
         &mut m,
@@ -616,6 +618,7 @@ fn a_resnet_encoders_batch_norm_trains_only_where_the_example_trains() {
     let batch = Batch {
         images: images.shallow_clone(),
         labels: Tensor::from_slice(&[0i64, 1, 0, 1, 0, 1]),
+        shard: None,
     };
     let _ = m.test_sums(&batch);
     assert!(
@@ -757,6 +760,7 @@ fn epoch_metrics_read_from_the_device_equal_the_per_step_means() {
         plan,
         seed: 1,
         resident: None,
+        replica: None,
     };
     let mut rec = Recorder::default();
     let h = fit::fit_fresh(
@@ -806,6 +810,7 @@ fn resident_batches_are_the_host_batches() {
         plan,
         seed: 3,
         resident: None,
+        replica: None,
     };
     let dev = Loader {
         resident: Some(&resident),
@@ -852,6 +857,7 @@ fn four_steps(ds: &Dataset) -> Loader<'_> {
         plan: BatchPlan::new(48, 16, 16).unwrap(),
         seed: 1,
         resident: None,
+        replica: None,
     }
 }
 
