@@ -1,6 +1,7 @@
 // c10d, the engine under PyTorch's DistributedDataParallel, for simclr-rs: a store to meet at
 // (TCPStore, behind a PrefixStore), a gloo backend for CPU tensors and, where this build found
-// NCCL's headers, an NCCL backend for CUDA tensors, and the four collectives training needs.
+// NCCL's headers, an NCCL backend for CUDA tensors, the four collectives training needs, and a
+// sum over the ranks that autograd differentiates (its backward sums the gradients likewise).
 // Every function catches C++ exceptions and reports them as -1 with the message in `err`.
 #include <chrono>
 #include <cstring>
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef SIMCLR_GLOO
@@ -52,6 +54,39 @@ int guarded(char* err, size_t len, F f) {
 void finish(const Group& g, const c10::intrusive_ptr<c10d::Work>& work) {
   if (!work->wait(g.timeout)) throw std::runtime_error("collective did not complete");
 }
+
+// Sums `t` over the ranks, in place.
+void all_reduce_sum(const Group& g, at::Tensor& t) {
+  std::vector<at::Tensor> ts{t};
+  c10d::AllreduceOptions opts;
+  opts.reduceOp = c10d::ReduceOp::SUM;
+  opts.timeout = g.timeout;
+  finish(g, g.backend->allreduce(ts, opts));
+}
+
+// y = the sum over the ranks of each rank's x. Every rank's loss depends on y, so the gradient
+// of the sum of their losses with respect to one rank's x is the sum over the ranks of the
+// gradients with respect to y: the backward is the same sum. (SyncBatchNorm's statistics.)
+struct SumOverRanks : public torch::autograd::Function<SumOverRanks> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            int64_t group) {
+    ctx->saved_data["group"] = group;
+    ctx->saved_data["zeros"] = at::zeros_like(x, at::MemoryFormat::Contiguous);
+    auto y = x.clone(at::MemoryFormat::Contiguous);
+    all_reduce_sum(*reinterpret_cast<const Group*>(group), y);
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto group = ctx->saved_data["group"].toInt();
+    // Every rank takes part, also one whose output got no gradient.
+    auto g = grads[0].defined() ? grads[0].clone(at::MemoryFormat::Contiguous)
+                                : ctx->saved_data["zeros"].toTensor().clone();
+    all_reduce_sum(*reinterpret_cast<const Group*>(group), g);
+    return {g, at::Tensor()};
+  }
+};
 
 }  // namespace
 
@@ -118,13 +153,14 @@ void dist_free(void* group) { delete static_cast<Group*>(group); }
 
 // Sums `t` over the ranks, in place.
 int dist_all_reduce_sum(void* group, at::Tensor* t, char* err, size_t len) {
+  return guarded(err, len, [&] { all_reduce_sum(*static_cast<Group*>(group), *t); });
+}
+
+// `*out` = a new tensor holding the sum over the ranks of `in`, differentiable (see
+// SumOverRanks); the caller owns it. The group must outlive any backward through it.
+int dist_sum_with_grad(void* group, at::Tensor* in, at::Tensor** out, char* err, size_t len) {
   return guarded(err, len, [&] {
-    auto& g = *static_cast<Group*>(group);
-    std::vector<at::Tensor> ts{*t};
-    c10d::AllreduceOptions opts;
-    opts.reduceOp = c10d::ReduceOp::SUM;
-    opts.timeout = g.timeout;
-    finish(g, g.backend->allreduce(ts, opts));
+    *out = new at::Tensor(SumOverRanks::apply(*in, reinterpret_cast<int64_t>(group)));
   });
 }
 

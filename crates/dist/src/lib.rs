@@ -70,6 +70,13 @@ unsafe extern "C" {
         len: usize,
     ) -> i32;
     fn dist_barrier(group: *mut c_void, err: *mut c_char, len: usize) -> i32;
+    fn dist_sum_with_grad(
+        group: *mut c_void,
+        input: *mut torch_sys::C_tensor,
+        out: *mut *mut torch_sys::C_tensor,
+        err: *mut c_char,
+        len: usize,
+    ) -> i32;
 }
 
 /// What went wrong, naming the variable, or the rank and the operation.
@@ -444,12 +451,34 @@ impl ProcessGroup {
         Ok(out)
     }
 
+    /// The sum over the ranks of `t` (same shape and kind everywhere) as a new tensor that
+    /// autograd differentiates: a backward through it sums the incoming gradients over the
+    /// ranks in the same way, so every rank must run that backward (as data-parallel training
+    /// does). What synchronised BatchNorm's statistics are made of.
+    pub fn sum_with_grad(&self, t: &Tensor) -> Result<Tensor> {
+        let mut input = t.shallow_clone();
+        let (i, mut out) = (input.as_mut_ptr(), std::ptr::null_mut());
+        // SAFETY: `input` is live for the call; on success the shim hands over a new tensor.
+        self.call("sum with gradient", |g, e, n| unsafe {
+            dist_sum_with_grad(g, i, &mut out, e, n)
+        })?;
+        // SAFETY: `out` is the shim's new, owned tensor.
+        Ok(unsafe { Tensor::from_ptr(out) })
+    }
+
     /// Returns once every rank has called it.
     pub fn barrier(&self) -> Result<()> {
         // SAFETY: the group is live.
         self.call("barrier", |g, e, n| unsafe { dist_barrier(g, e, n) })
     }
 }
+
+// SAFETY: the handle points to c10d objects (store, backend) that c10d makes for use from
+// several threads (PyTorch's DDP issues collectives from the autograd engine's threads); the
+// shim never changes the handle after `dist_init`, and only `Drop` frees it.
+unsafe impl Send for ProcessGroup {}
+// SAFETY: as for `Send`: every method takes `&self` and only issues collectives.
+unsafe impl Sync for ProcessGroup {}
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {

@@ -19,6 +19,7 @@
 
 mod init;
 mod networks;
+mod norm;
 mod resnet;
 mod summary;
 
@@ -26,6 +27,7 @@ pub use accel::MemoryFormat;
 pub use networks::{
     Architecture, Classifier, Encoder, EncoderConfig, HeadConfig, LinearProbe, ProjectionHead, Stem,
 };
+pub use norm::SumOverRanks;
 pub use resnet::CIFAR_STEM_MAX;
 pub use summary::{Summary, SummaryRow};
 

@@ -7,6 +7,7 @@ use tch::nn::{self, Module, ModuleT};
 
 use crate::ModelError;
 use crate::init::{batch_norm1d, conv, dense};
+use crate::norm::{BatchNorm, StatsSync, SumOverRanks};
 use crate::resnet::{self, ResNet18};
 use crate::summary::{Summary, SummaryRow};
 
@@ -159,6 +160,7 @@ enum Body {
 pub struct Encoder {
     body: Body,
     config: EncoderConfig,
+    sync: StatsSync,
 }
 
 impl Encoder {
@@ -171,6 +173,7 @@ impl Encoder {
                 value: config.image_size,
             });
         }
+        let sync = StatsSync::default();
         let body = match config.arch {
             Architecture::Keras => {
                 let sides = config.conv_sides()?;
@@ -189,11 +192,13 @@ impl Encoder {
                 p,
                 config.image_size,
                 config.stem.is_imagenet(config.image_size),
+                &sync,
             ))),
         };
         Ok(Encoder {
             body,
             config: *config,
+            sync,
         })
     }
 
@@ -210,6 +215,12 @@ impl Encoder {
     /// training mode (ResNet-18).
     pub fn has_batch_norm(&self) -> bool {
         self.config.arch.has_batch_norm()
+    }
+
+    /// From now on, its BatchNorms (if any) take training-mode statistics over every process of
+    /// a data-parallel run through `sum` (synchronised BatchNorm); inference mode is unchanged.
+    pub fn sync_batch_norm(&self, sum: SumOverRanks) {
+        self.sync.set(sum);
     }
 
     /// The Keras-style summary of this encoder.
@@ -305,8 +316,9 @@ impl Default for HeadConfig {
 #[derive(Debug)]
 pub struct ProjectionHead {
     dense: Vec<nn::Linear>,
-    norms: Vec<nn::BatchNorm>,
+    norms: Vec<BatchNorm>,
     width: i64,
+    sync: StatsSync,
 }
 
 impl ProjectionHead {
@@ -325,6 +337,7 @@ impl ProjectionHead {
             });
         }
         let w = cfg.width;
+        let sync = StatsSync::default();
         let dense = (0..cfg.layers)
             .map(|i| {
                 let from = if i == 0 { inputs } else { w };
@@ -333,7 +346,7 @@ impl ProjectionHead {
             .collect();
         let norms = match cfg.batch_norm {
             true => (1..cfg.layers)
-                .map(|i| batch_norm1d(p / format!("bn{i}"), w))
+                .map(|i| batch_norm1d(p / format!("bn{i}"), w, &sync))
                 .collect(),
             false => Vec::new(),
         };
@@ -341,12 +354,18 @@ impl ProjectionHead {
             dense,
             norms,
             width: w,
+            sync,
         })
     }
 
     /// Whether a BatchNorm makes each row's output depend on the rest of the batch.
     pub fn has_batch_norm(&self) -> bool {
         !self.norms.is_empty()
+    }
+
+    /// Its BatchNorms synchronised through `sum`, as [`Encoder::sync_batch_norm`].
+    pub fn sync_batch_norm(&self, sum: SumOverRanks) {
+        self.sync.set(sum);
     }
 
     pub fn summary(&self) -> Summary {

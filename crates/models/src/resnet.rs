@@ -12,6 +12,7 @@ use tch::Tensor;
 use tch::nn::{self, ModuleT};
 
 use crate::init::batch_norm2d;
+use crate::norm::{BatchNorm, StatsSync};
 use crate::summary::SummaryRow;
 
 /// The largest input side that gets the CIFAR stem.
@@ -44,7 +45,8 @@ fn halved(side: i64) -> i64 {
 
 /// `(all, non-trainable)` parameters of a BatchNorm: Keras counts the moving mean and variance
 /// among the parameters, as non-trainable ones.
-fn bn_counts(bn: &nn::BatchNorm) -> (i64, i64) {
+fn bn_counts(bn: &BatchNorm) -> (i64, i64) {
+    let bn = &bn.inner;
     let stats = bn.running_mean.numel() + bn.running_var.numel();
     let affine: usize = [&bn.ws, &bn.bs]
         .into_iter()
@@ -55,7 +57,7 @@ fn bn_counts(bn: &nn::BatchNorm) -> (i64, i64) {
 }
 
 /// `(all, non-trainable)` parameters of a convolution followed by a BatchNorm.
-fn counts(c: &nn::Conv2D, bn: &nn::BatchNorm) -> (i64, i64) {
+fn counts(c: &nn::Conv2D, bn: &BatchNorm) -> (i64, i64) {
     let (all, stats) = bn_counts(bn);
     (c.ws.numel() as i64 + all, stats)
 }
@@ -65,26 +67,26 @@ fn counts(c: &nn::Conv2D, bn: &nn::BatchNorm) -> (i64, i64) {
 #[derive(Debug)]
 struct BasicBlock {
     conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
+    bn1: BatchNorm,
     conv2: nn::Conv2D,
-    bn2: nn::BatchNorm,
-    downsample: Option<(nn::Conv2D, nn::BatchNorm)>,
+    bn2: BatchNorm,
+    downsample: Option<(nn::Conv2D, BatchNorm)>,
 }
 
 impl BasicBlock {
-    fn new(p: &nn::Path, inputs: i64, outputs: i64, stride: i64) -> Self {
+    fn new(p: &nn::Path, inputs: i64, outputs: i64, stride: i64, sync: &StatsSync) -> Self {
         let downsample = (stride != 1 || inputs != outputs).then(|| {
             let d = p / "downsample";
             (
                 conv(&d / "0", inputs, outputs, 1, stride),
-                batch_norm2d(&d / "1", outputs),
+                batch_norm2d(&d / "1", outputs, sync),
             )
         });
         BasicBlock {
             conv1: conv(p / "conv1", inputs, outputs, 3, stride),
-            bn1: batch_norm2d(p / "bn1", outputs),
+            bn1: batch_norm2d(p / "bn1", outputs, sync),
             conv2: conv(p / "conv2", outputs, outputs, 3, 1),
-            bn2: batch_norm2d(p / "bn2", outputs),
+            bn2: batch_norm2d(p / "bn2", outputs, sync),
             downsample,
         }
     }
@@ -125,7 +127,7 @@ impl ModuleT for BasicBlock {
 #[derive(Debug)]
 pub(crate) struct ResNet18 {
     conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
+    bn1: BatchNorm,
     max_pool: bool,
     stages: Vec<Vec<BasicBlock>>,
     image_size: i64,
@@ -133,7 +135,7 @@ pub(crate) struct ResNet18 {
 
 impl ResNet18 {
     /// ResNet-18 for `image_size` pixels, with the ImageNet stem or the CIFAR one.
-    pub(crate) fn new(p: &nn::Path, image_size: i64, imagenet: bool) -> Self {
+    pub(crate) fn new(p: &nn::Path, image_size: i64, imagenet: bool, sync: &StatsSync) -> Self {
         let (k, stride) = if imagenet { (7, 2) } else { (3, 1) };
         let mut inputs = 64;
         let stages = STAGES
@@ -143,8 +145,8 @@ impl ResNet18 {
                 (0..BLOCKS_PER_STAGE)
                     .map(|b| {
                         let p = p / format!("layer{}", s + 1) / b.to_string();
-                        let block =
-                            BasicBlock::new(&p, inputs, channels, if b == 0 { stride } else { 1 });
+                        let stride = if b == 0 { stride } else { 1 };
+                        let block = BasicBlock::new(&p, inputs, channels, stride, sync);
                         inputs = channels;
                         block
                     })
@@ -153,7 +155,7 @@ impl ResNet18 {
             .collect();
         ResNet18 {
             conv1: conv(p / "conv1", 3, 64, k, stride),
-            bn1: batch_norm2d(p / "bn1", 64),
+            bn1: batch_norm2d(p / "bn1", 64, sync),
             max_pool: imagenet,
             stages,
             image_size,

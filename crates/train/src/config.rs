@@ -216,6 +216,10 @@ pub struct ModelConfig {
     pub projection_width: Option<i64>,
     /// BatchNorm after each hidden projection layer (SimCLR's head; the example has none).
     pub projection_batch_norm: bool,
+    /// Under torchrun: BatchNorm (ResNet-18, the BatchNorm head) normalises by the statistics of
+    /// the whole batch, every rank's rows (synchronised BatchNorm, the SimCLR paper's global
+    /// BN), instead of each rank's own shard (DDP's default). No effect on one process.
+    pub sync_batch_norm: bool,
 }
 
 impl Default for ModelConfig {
@@ -228,6 +232,7 @@ impl Default for ModelConfig {
             projection_layers: 2,
             projection_width: None,
             projection_batch_norm: false,
+            sync_batch_norm: false,
         }
     }
 }

@@ -77,7 +77,9 @@ fn backward_step(
         return Ok(());
     };
     optimizer.zero_grad();
-    tracing::debug_span!("backward").in_scope(|| loss.backward());
+    replica.check()?;
+    // Fallible: synchronised BatchNorm's backward sums over the ranks.
+    tracing::debug_span!("backward").in_scope(|| loss.f_backward())?;
     tracing::debug_span!("gradient sum")
         .in_scope(|| replica.sum_gradients(&vs.trainable_variables()))?;
     tracing::debug_span!("optimizer step").in_scope(|| optimizer.update());
@@ -255,6 +257,9 @@ pub struct ContrastiveModel {
     compute: Compute,
     /// In a data-parallel run, this rank; its batches are its shards.
     replica: Option<Rc<Replica>>,
+    /// Data-parallel, BatchNorm over every rank's rows (else rank 0's running statistics are
+    /// broadcast before every step).
+    sync_batch_norm: bool,
 }
 
 impl ContrastiveModel {
@@ -289,6 +294,7 @@ impl ContrastiveModel {
             knn: s.knn,
             compute,
             replica: None,
+            sync_batch_norm: s.sync_batch_norm,
         })
     }
 
@@ -299,6 +305,11 @@ impl ContrastiveModel {
     pub fn data_parallel(mut self, replica: Rc<Replica>) -> Result<Self> {
         replica.broadcast_from_first(&self.vs)?;
         replica.broadcast_from_first(&self.probe_vs)?;
+        if self.sync_batch_norm {
+            self.encoder.sync_batch_norm(replica.sum_over_ranks());
+            self.projection_head
+                .sync_batch_norm(replica.sum_over_ranks());
+        }
         self.replica = Some(replica);
         Ok(self)
     }
@@ -525,6 +536,8 @@ pub struct SupervisedModel {
     pub(crate) train_mode: bool,
     /// In a data-parallel run, this rank; its batches are its shards.
     replica: Option<Rc<Replica>>,
+    /// As [`ContrastiveModel`]'s.
+    sync_batch_norm: bool,
 }
 
 impl SupervisedModel {
@@ -547,6 +560,7 @@ impl SupervisedModel {
             compute,
             train_mode: !s.freeze_batch_norm,
             replica: None,
+            sync_batch_norm: s.sync_batch_norm,
         })
     }
 
@@ -554,6 +568,11 @@ impl SupervisedModel {
     /// [`ContrastiveModel::data_parallel`]).
     pub fn data_parallel(mut self, replica: Rc<Replica>) -> Result<Self> {
         replica.broadcast_from_first(&self.vs)?;
+        if self.sync_batch_norm {
+            self.classifier
+                .encoder
+                .sync_batch_norm(replica.sum_over_ranks());
+        }
         self.replica = Some(replica);
         Ok(self)
     }
@@ -574,6 +593,11 @@ impl SupervisedModel {
     ) -> Result<Tensor> {
         let replica = self.replica.as_deref();
         let placed = placement(replica, shard)?.map(|s| s.labeled_rows());
+        if let Some(replica) = replica
+            && !self.sync_batch_norm
+        {
+            replica.broadcast_buffers(&self.vs)?;
+        }
         let labels = accel::upload(labels, self.compute.device);
         let images = accel::upload(images, self.compute.device);
         let x = augment_placed(&mut self.augmenter, &images, &placed)?;

@@ -55,6 +55,8 @@ pub struct PretrainSettings {
     pub temperature: f64,
     /// The kNN monitor after every epoch, when it is on.
     pub knn: Option<Knn>,
+    /// Data-parallel: BatchNorm statistics over every rank's rows (`model.sync_batch_norm`).
+    pub sync_batch_norm: bool,
 }
 
 /// What a supervised run (the baseline or fine-tuning) and its step are built from.
@@ -73,6 +75,8 @@ pub struct SupervisedSettings {
     pub freeze_batch_norm: bool,
     /// Where the classifier starts (fine-tuning only: new or the linear probe).
     pub head: HeadStart,
+    /// Data-parallel: BatchNorm statistics over every rank's rows (`model.sync_batch_norm`).
+    pub sync_batch_norm: bool,
 }
 
 impl Config {
@@ -112,6 +116,7 @@ impl Config {
             loss: self.loss.kind,
             temperature: self.loss.temperature,
             knn: self.eval.knn_monitor.then(|| self.eval.knn()),
+            sync_batch_norm: self.model.sync_batch_norm,
         }
     }
 
@@ -127,6 +132,7 @@ impl Config {
             augment: self.augment.classification,
             freeze_batch_norm: false,
             head: HeadStart::New,
+            sync_batch_norm: self.model.sync_batch_norm,
         }
     }
 
@@ -142,6 +148,7 @@ impl Config {
             augment: self.augment.classification,
             freeze_batch_norm: self.finetune.freeze_batch_norm,
             head: self.finetune.head,
+            sync_batch_norm: self.model.sync_batch_norm,
         }
     }
 }

@@ -14,11 +14,14 @@
 //!   gradients are again the whole batch's;
 //! - metrics are sums and counts added over the ranks, never per-rank means.
 //!
-//! Not equal: an encoder or head with BatchNorm (ResNet-18, `model.projection_batch_norm`)
-//! normalises each rank's shard by that shard's statistics, as DDP does by default, and keeps
-//! its running statistics from its own shards.
+//! BatchNorm (ResNet-18, `model.projection_batch_norm`) is equal only when synchronised
+//! ([`Replica::sum_over_ranks`], `model.sync_batch_norm`): its statistics are then the whole
+//! batch's, forward and backward. Otherwise each rank normalises its shard by that shard's
+//! statistics, as DDP does by default, and every step starts from rank 0's running statistics
+//! ([`Replica::broadcast_buffers`], DDP's `broadcast_buffers`).
 
 use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 use dist::ProcessGroup;
 use tch::{Tensor, nn};
@@ -28,12 +31,18 @@ use crate::error::{Result, TrainError};
 /// This process's rank in a data-parallel run, and the group of all ranks.
 #[derive(Debug)]
 pub struct Replica {
-    group: ProcessGroup,
+    group: Arc<ProcessGroup>,
+    /// The first failure of a collective inside a forward pass (where no error can be
+    /// returned), reported by [`Replica::check`].
+    failed: Arc<Mutex<Option<String>>>,
 }
 
 impl Replica {
     pub fn new(group: ProcessGroup) -> Self {
-        Replica { group }
+        Replica {
+            group: Arc::new(group),
+            failed: Arc::default(),
+        }
     }
 
     pub fn rank(&self) -> usize {
@@ -175,6 +184,47 @@ impl Replica {
             let mut copy = var.detach().copy().contiguous();
             self.collective(|g| g.broadcast(&mut copy, 0))?;
             tch::no_grad(|| var.detach().copy_(&copy));
+        }
+        Ok(())
+    }
+
+    /// The differentiable sum over the ranks that synchronised BatchNorm takes its statistics
+    /// through ([`models::Encoder::sync_batch_norm`]). A forward pass cannot fail, so a failed
+    /// collective is kept for [`Replica::check`] and the local value passed on.
+    pub fn sum_over_ranks(&self) -> models::SumOverRanks {
+        let (group, failed) = (Arc::clone(&self.group), Arc::clone(&self.failed));
+        Arc::new(move |t: &Tensor| match group.sum_with_grad(t) {
+            Ok(sum) => sum,
+            Err(e) => {
+                let mut first = failed.lock().unwrap_or_else(|e| e.into_inner());
+                first.get_or_insert(e.to_string());
+                t.shallow_clone()
+            }
+        })
+    }
+
+    /// An error if a collective failed inside a forward pass since the last check.
+    pub fn check(&self) -> Result<()> {
+        let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match failed {
+            Some(e) => Err(TrainError::Distributed(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Sets the buffers of `vs` (its variables without gradient: BatchNorm's running
+    /// statistics) to rank 0's, as DDP does before every forward. Nothing when there are none.
+    pub fn broadcast_buffers(&self, vs: &nn::VarStore) -> Result<()> {
+        let mut buffers: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, v)| !v.requires_grad())
+            .collect();
+        buffers.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, buffer) in buffers {
+            let mut copy = buffer.copy().contiguous();
+            self.collective(|g| g.broadcast(&mut copy, 0))?;
+            tch::no_grad(|| buffer.shallow_clone().copy_(&copy));
         }
         Ok(())
     }
