@@ -4,7 +4,8 @@
 # release binary and test executables). It points them at that python's torch/lib, prints what
 # CUDA it sees, runs the carried tests with CUDA required (sync-free steps, CPU-vs-CUDA
 # agreement), then times `simclr-cli bench --device cuda` over 200 steps (one STL-10 epoch) in
-# each precision and layout, and the PyTorch eager reference on the same GPU.
+# each precision and layout, the PyTorch eager reference on the same GPU, and the same bench as
+# a data-parallel run of world size 1 on c10d's NCCL backend, launched by torchrun.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -31,6 +32,10 @@ for precision in bf16 fp32; do
       --set "model.channels_last=$cl" || status=1
   done
 done
+echo "== torchrun --nproc-per-node 1: simclr-cli bench --device cuda on NCCL (world size 1)"
+"$PYTHON" -m torch.distributed.run --standalone --nproc-per-node 1 --no-python "$bin" bench \
+  --device cuda --steps "$steps" --warmup 20 --set runtime.backend=\"nccl\" \
+  --set runtime.dist_timeout_seconds=300 || status=1
 for precision in bf16 fp32; do
   echo "== pytorch eager reference, cuda, channels-last, $precision"
   "$PYTHON" -W ignore scripts/reference/torch_step.py --device cuda --steps "$steps" --warmup 20 \

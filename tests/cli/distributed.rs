@@ -402,3 +402,60 @@ fn two_machines_on_loopback_train_as_one_process() {
     assert_close("pretraining", &two, &one, TOLERANCE);
     assert_weights_close("encoder.safetensors", &two, &one, TOLERANCE);
 }
+
+/// `simclr-cli` with `args`, as a process of a launch that set `vars`.
+fn launched_by_hand(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_simclr-cli"));
+    cmd.args(args).args(["--device", "cpu"]);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn a_launch_is_named_in_info_refused_by_one_process_commands_and_checked_whole() {
+    let port = free_port().to_string();
+    let whole = [
+        ("RANK", "0"),
+        ("WORLD_SIZE", "1"),
+        ("LOCAL_RANK", "0"),
+        ("MASTER_ADDR", "127.0.0.1"),
+        ("MASTER_PORT", port.as_str()),
+    ];
+    let info = launched_by_hand(&["info", "--set", "data.batch_size=12"], &whole);
+    let printed = succeeded(&info, "info in a launch of one");
+    assert!(
+        printed.contains(
+            "data parallel: c10d gloo, 1 rank, this is rank 0; each step's 12 images shared, 12 a rank"
+        ),
+        "{printed}"
+    );
+    let alone = ok_stdout(&["info"]);
+    assert!(alone.contains("data parallel: none"), "{alone}");
+
+    let knn = launched_by_hand(&["knn", "--encoder", "encoder.safetensors"], &whole);
+    assert_eq!(knn.status.code(), Some(1), "{}", stderr(&knn));
+    assert!(
+        stderr(&knn).contains("simclr-cli knn runs on one process: launch it without torchrun"),
+        "{}",
+        stderr(&knn)
+    );
+
+    let partial = launched_by_hand(&["info"], &whole[..2]);
+    assert_eq!(partial.status.code(), Some(1));
+    assert!(
+        stderr(&partial).contains("LOCAL_RANK: not set, but a launch sets all of RANK, WORLD_SIZE"),
+        "{}",
+        stderr(&partial)
+    );
+}
+
+fn ok_stdout(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_simclr-cli"))
+        .args(args)
+        .args(["--device", "cpu"])
+        .output()
+        .unwrap();
+    succeeded(&out, "one process")
+}

@@ -120,11 +120,7 @@ fn load_config(cli: &Cli) -> anyhow::Result<(Config, Option<Recorded>)> {
 /// flat match, one arm per subcommand, so that what every command does is read in one place.
 fn run(cli: Cli, launch: Option<dist::Launch>) -> anyhow::Result<()> {
     if launch.is_some() && !cli.command.data_parallel() {
-        anyhow::bail!(
-            "simclr-cli {} runs on one process: launch it without torchrun (the training \
-             commands, bench and info run data-parallel under torchrun)",
-            cli.command.name()
-        );
+        return Err(OneProcessOnly(cli.command.name()).into());
     }
     let (cfg, mut recorded) = load_config(&cli)?;
     let device = train::runtime::init(&cfg.runtime, launch.as_ref())?;
@@ -268,8 +264,26 @@ fn run(cli: Cli, launch: Option<dist::Launch>) -> anyhow::Result<()> {
     }
 }
 
+/// A command that runs on one process, started as a rank of a launch.
+#[derive(Debug)]
+struct OneProcessOnly(&'static str);
+
+impl std::fmt::Display for OneProcessOnly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "simclr-cli {} runs on one process: launch it without torchrun (the training \
+             commands, bench and info run data-parallel under torchrun)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for OneProcessOnly {}
+
 /// 130 for a run stopped by a signal, 1 for problems the user can fix (configuration, data,
-/// checkpoints, a diverged run), 2 for anything unexpected.
+/// checkpoints, a diverged run, a launch's variables, a command that runs on one process), 2
+/// for anything unexpected (a rank that died among them).
 fn exit_code(err: &anyhow::Error) -> u8 {
     let interrupted = err.chain().any(|e| {
         matches!(
@@ -283,6 +297,8 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     let user = err.chain().any(|e| {
         e.is::<train::config::ConfigError>()
             || e.is::<stl10_data::DataError>()
+            || e.is::<OneProcessOnly>()
+            || matches!(e.downcast_ref(), Some(dist::DistError::Launch { .. }))
             || is_user_train_error(e)
     });
     if user { 1 } else { 2 }

@@ -55,11 +55,9 @@ impl Replica {
 
     /// `c10d gloo, 2 ranks` (for reports).
     pub fn describe(&self) -> String {
-        format!(
-            "c10d {}, {} ranks",
-            self.group.backend().name(),
-            self.world()
-        )
+        let world = self.world();
+        let ranks = if world == 1 { "rank" } else { "ranks" };
+        format!("c10d {}, {world} {ranks}", self.group.backend().name())
     }
 
     /// Rank `rank`'s part of `n` items split as evenly as it goes (the first `n % world` ranks
