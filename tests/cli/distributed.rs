@@ -4,13 +4,13 @@
 //! train across two "machines" (two torchrun agents, `--nnodes 2`).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use test_support::fixtures::write_stl10;
 
-use crate::util::{root_set, stderr, stdout};
+use crate::util::{root_set, signal, stderr, stdout, wait_for};
 
 /// A fixture of 25 steps an epoch (250 unlabeled + 50 labeled images, steps of 10 + 2), small
 /// test batches whose last one does not split evenly (6 test images of 12 a batch: 3 and 3;
@@ -48,17 +48,9 @@ fn one_process(args: &[&str]) -> String {
     succeeded(&out, "one process")
 }
 
-fn torchrun() -> PathBuf {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/torchrun");
-    std::env::var_os("TORCHRUN")
-        .map(PathBuf::from)
-        .or_else(|| venv.is_file().then_some(venv))
-        .expect("torchrun not found: run scripts/setup.sh (it makes .venv) or set TORCHRUN")
-}
-
 /// `torchrun <launch> --no-python simclr-cli <args>`, output piped.
 fn launch(launch: &[&str], args: &[&str]) -> Command {
-    let mut cmd = Command::new(torchrun());
+    let mut cmd = Command::new(test_support::torchrun());
     cmd.args(launch)
         .arg("--no-python")
         .arg(env!("CARGO_BIN_EXE_simclr-cli"))
@@ -218,32 +210,6 @@ fn two_ranks_under_torchrun_train_as_one_process_and_rank_0_writes_the_folder() 
         report.contains("data parallel: c10d gloo, 2 ranks; each step's 10 unlabeled + 2 labeled images shared, 6 a rank"),
         "{report}"
     );
-}
-
-/// Waits up to two minutes for `path` to exist while `child` runs.
-fn wait_for(path: &Path, child: &mut Child) {
-    let start = Instant::now();
-    while !path.exists() {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
-            }
-            panic!("exited {status} before {}: {err}", path.display());
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no {}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: kill(2) on a process this test started (or its child).
-    let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
-    assert_eq!(rc, 0, "kill {pid}");
 }
 
 /// The history of `run` in `dir` without its timings, and the bytes of `file`.
@@ -452,10 +418,5 @@ fn a_launch_is_named_in_info_refused_by_one_process_commands_and_checked_whole()
 }
 
 fn ok_stdout(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_simclr-cli"))
-        .args(args)
-        .args(["--device", "cpu"])
-        .output()
-        .unwrap();
-    succeeded(&out, "one process")
+    succeeded(&launched_by_hand(args, &[]), "one process")
 }

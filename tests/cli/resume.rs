@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use test_support::fixtures::write_stl10;
 
-use crate::util::{ok, root_set, run, stderr};
+use crate::util::{ok, root_set, run, signal, stderr, wait_for};
 
 /// A fixture with 25 steps per epoch (250 unlabeled + 50 labeled images, batches of 12), so a
 /// signal lands in the middle of an epoch.
@@ -42,37 +42,11 @@ fn spawn(args: &[&str], env: Option<(&str, &Path)>) -> Child {
     cmd.spawn().expect("simclr-cli starts")
 }
 
-/// Waits up to two minutes for `path` to exist.
-fn wait_for(path: &Path, child: &mut Child) {
-    let start = Instant::now();
-    while !path.exists() {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
-            }
-            panic!("exited {status} before {}: {err}", path.display());
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no {}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn signal(child: &Child, sig: libc::c_int) {
-    // SAFETY: kill(2) on a child process id we own.
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
-    assert_eq!(rc, 0);
-}
-
 /// Sends SIGINT to `child` once the pretraining in `run` has written its first checkpoint, and
 /// returns its stderr after checking it stopped with 130 and without a panic.
 fn ctrl_c_after_first_checkpoint(run: &Path, mut child: Child) -> String {
     wait_for(&run.join("state/pretraining.json"), &mut child);
-    signal(&child, libc::SIGINT);
+    signal(child.id(), libc::SIGINT);
     let done = child.wait_with_output().unwrap();
     let err = stderr(&done);
     assert_eq!(done.status.code(), Some(130), "{err}");
@@ -136,7 +110,7 @@ fn ctrl_c_saves_a_checkpoint_mid_epoch_and_resume_finishes_the_run() {
     );
     wait_for(&other.join("config.toml"), &mut child);
     std::thread::sleep(Duration::from_millis(300));
-    signal(&child, libc::SIGTERM);
+    signal(child.id(), libc::SIGTERM);
     let done = child.wait_with_output().unwrap();
     assert_eq!(done.status.code(), Some(130), "{}", stderr(&done));
     assert!(other.join("state/baseline.json").exists());
@@ -166,7 +140,7 @@ fn a_run_killed_while_writing_a_checkpoint_resumes_from_the_previous_one() {
         Some(("SIMCLR_TEST_PAUSE_BEFORE_COMMIT", &marker)),
     );
     wait_for(&marker, &mut child);
-    signal(&child, libc::SIGKILL);
+    signal(child.id(), libc::SIGKILL);
     let _ = child.wait();
     let written = std::fs::read_to_string(&marker).unwrap();
     assert!(

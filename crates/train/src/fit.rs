@@ -233,6 +233,7 @@ fn epoch_record<S: TrainStep>(
     trained: Trained,
 ) -> Result<EpochRecord> {
     let _span = tracing::debug_span!("validate", run = phase.run, epoch).entered();
+    model.align_buffers()?;
     let (val_loss, val_acc) = evaluate(model, phase.loader)?;
     let monitors = model.monitors(phase.loader)?;
     let [loss_name, acc_name] = S::VALIDATION;

@@ -115,6 +115,15 @@ fn placement<'a>(replica: Option<&Replica>, shard: Option<&'a Shard>) -> Result<
     }
 }
 
+/// In a data-parallel step without synchronised BatchNorm, the running statistics of `vs` set
+/// to rank 0's first, as DDP does before every forward (with it, they are equal already).
+fn rank_0_buffers(replica: Option<&Replica>, synchronised: bool, vs: &nn::VarStore) -> Result<()> {
+    match replica {
+        Some(replica) if !synchronised => replica.broadcast_buffers(vs),
+        _ => Ok(()),
+    }
+}
+
 /// Mean cross-entropy and accuracy of `logits` against `labels` over the whole batch: as they
 /// are on one process, or, in a data-parallel run, this rank's sums over the whole batch's
 /// count (so the summed gradients are the whole batch's), with the metrics summed over the
@@ -163,6 +172,13 @@ pub trait TrainStep {
     }
 
     fn device(&self) -> Device;
+
+    /// Before validation: in a data-parallel run without synchronised BatchNorm, the running
+    /// statistics made rank 0's on every rank (each rank's last step moved its own), so every
+    /// rank validates the model rank 0 saves. Nothing by default.
+    fn align_buffers(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Fits the optimizers' learning-rate schedules to a run of `epochs` epochs of `feed`'s
     /// batches from `loader`. Nothing by default (a model without optimizers).
@@ -329,6 +345,7 @@ impl ContrastiveModel {
         shard: Option<&Shard>,
     ) -> Result<Tensor> {
         let shard = placement(self.replica.as_deref(), shard)?;
+        rank_0_buffers(self.replica.as_deref(), self.sync_batch_norm, &self.vs)?;
         let images = accel::upload(images, self.compute.device);
         let labels = accel::upload(labels, self.compute.device);
         let (n, l) = (images.size()[0], labels.size()[0]);
@@ -473,6 +490,10 @@ impl TrainStep for ContrastiveModel {
         self.compute.device
     }
 
+    fn align_buffers(&self) -> Result<()> {
+        rank_0_buffers(self.replica.as_deref(), self.sync_batch_norm, &self.vs)
+    }
+
     /// The contrastive optimizer's batch is every image of a step, the probe's the labeled ones.
     fn plan_schedules(&mut self, loader: &Loader, feed: Feed, epochs: usize) {
         let (steps_per_epoch, all, labeled) = loader.epoch_shape(feed);
@@ -593,11 +614,7 @@ impl SupervisedModel {
     ) -> Result<Tensor> {
         let replica = self.replica.as_deref();
         let placed = placement(replica, shard)?.map(|s| s.labeled_rows());
-        if let Some(replica) = replica
-            && !self.sync_batch_norm
-        {
-            replica.broadcast_buffers(&self.vs)?;
-        }
+        rank_0_buffers(replica, self.sync_batch_norm, &self.vs)?;
         let labels = accel::upload(labels, self.compute.device);
         let images = accel::upload(images, self.compute.device);
         let x = augment_placed(&mut self.augmenter, &images, &placed)?;
@@ -637,6 +654,10 @@ impl TrainStep for SupervisedModel {
 
     fn device(&self) -> Device {
         self.compute.device
+    }
+
+    fn align_buffers(&self) -> Result<()> {
+        rank_0_buffers(self.replica.as_deref(), self.sync_batch_norm, &self.vs)
     }
 
     fn plan_schedules(&mut self, loader: &Loader, feed: Feed, epochs: usize) {

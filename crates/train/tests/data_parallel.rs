@@ -6,7 +6,7 @@
 //! of unequal shards is checked too.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::rc::Rc;
 use std::time::Duration;
@@ -24,6 +24,9 @@ const ROLE: &str = "DATA_PARALLEL_ROLE";
 const OUT: &str = "DATA_PARALLEL_OUT";
 /// How many steps a started rank takes.
 const STEPS_VAR: &str = "DATA_PARALLEL_STEPS";
+/// Set: after its steps, a started rank aligns its BatchNorm buffers with rank 0's (as before
+/// validation).
+const ALIGN_VAR: &str = "DATA_PARALLEL_ALIGN";
 const WORLD: usize = 2;
 const STEPS: usize = 3;
 /// Per step: unlabeled and labeled images of the whole batch.
@@ -170,6 +173,9 @@ fn train(model: Model, variant: &str, steps: usize, replica: Option<Rc<Replica>>
                 m = m.data_parallel(r).unwrap();
             }
             let history = metrics(&mut |b| m.train_step(b).unwrap());
+            if std::env::var_os(ALIGN_VAR).is_some() {
+                m.align_buffers().unwrap();
+            }
             (weights(&[&m.vs]), history)
         }
     }
@@ -220,18 +226,10 @@ fn rank() {
     };
     let steps = std::env::var(STEPS_VAR).unwrap().parse().unwrap();
     let run = train(model, variant, steps, Some(replica.clone()));
-    if launch.rank == 0 {
-        save(&run, Path::new(&std::env::var(OUT).unwrap()));
-    }
+    let out = Path::new(&std::env::var(OUT).unwrap()).join(format!("rank{}", launch.rank));
+    std::fs::create_dir_all(&out).unwrap();
+    save(&run, &out);
     replica.barrier().unwrap();
-}
-
-fn torchrun() -> PathBuf {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/torchrun");
-    std::env::var_os("TORCHRUN")
-        .map(PathBuf::from)
-        .or_else(|| venv.is_file().then_some(venv))
-        .expect("torchrun not found: run scripts/setup.sh (it makes .venv) or set TORCHRUN")
 }
 
 /// `role` on two ranks under torchrun: rank 0's weights and metrics.
@@ -241,8 +239,18 @@ fn two_ranks(role: &str) -> Run {
 
 /// [`two_ranks`] for `steps` steps.
 fn two_ranks_steps(role: &str, steps: usize) -> Run {
+    every_rank(role, steps, false).swap_remove(0)
+}
+
+/// `role` on two ranks for `steps` steps, aligning the BatchNorm buffers after them when
+/// `align`: each rank's weights and metrics.
+fn every_rank(role: &str, steps: usize, align: bool) -> Vec<Run> {
     let out = tempfile::tempdir().unwrap();
-    let result = Command::new(torchrun())
+    let mut command = Command::new(test_support::torchrun());
+    if align {
+        command.env(ALIGN_VAR, "1");
+    }
+    let result = command
         .args([
             "--standalone",
             "--nproc-per-node",
@@ -269,7 +277,9 @@ fn two_ranks_steps(role: &str, steps: usize) -> Run {
         String::from_utf8_lossy(&result.stdout),
         String::from_utf8_lossy(&result.stderr)
     );
-    load(out.path())
+    (0..WORLD)
+        .map(|r| load(&out.path().join(format!("rank{r}"))))
+        .collect()
 }
 
 /// Weights that no loss depends on: a bias in front of a BatchNorm (whose mean it cancels)
@@ -439,5 +449,32 @@ fn synchronised_batch_norm_steps_resnet18_as_one_process() {
     assert!(
         (loss - want).abs() > 1e-2 * want,
         "per-rank BatchNorm: loss {loss}, one process {want}"
+    );
+}
+
+/// Per-rank BatchNorm: each rank's step moves its own running statistics (it normalised its
+/// own shard), and aligning them, as every step's start and every validation do, makes them
+/// rank 0's; the trained weights are the same on every rank throughout.
+#[test]
+fn per_rank_batch_norm_statistics_are_aligned_with_rank_0() {
+    let role = role(Model::Supervised, "sgd+bn");
+    let differing = |runs: &[Run]| -> Vec<String> {
+        runs[0]
+            .0
+            .iter()
+            .filter(|(k, w)| !w.equal(&runs[1].0[*k]))
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    let apart = differing(&every_rank(&role, 1, false));
+    assert!(!apart.is_empty(), "one step left every buffer equal");
+    assert!(
+        apart.iter().all(|k| k.contains("running_")),
+        "trained weights differ between ranks: {apart:?}"
+    );
+    let aligned = differing(&every_rank(&role, 1, true));
+    assert!(
+        aligned.is_empty(),
+        "still differing after aligning: {aligned:?}"
     );
 }

@@ -17,8 +17,8 @@
 //! BatchNorm (ResNet-18, `model.projection_batch_norm`) is equal only when synchronised
 //! ([`Replica::sum_over_ranks`], `model.sync_batch_norm`): its statistics are then the whole
 //! batch's, forward and backward. Otherwise each rank normalises its shard by that shard's
-//! statistics, as DDP does by default, and every step starts from rank 0's running statistics
-//! ([`Replica::broadcast_buffers`], DDP's `broadcast_buffers`).
+//! statistics, as DDP does by default, and every step and validation start from rank 0's running
+//! statistics ([`Replica::broadcast_buffers`], DDP's `broadcast_buffers`).
 
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
