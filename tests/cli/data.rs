@@ -295,3 +295,146 @@ fn cifar_archives_are_read_without_unpacking_and_pretrain_with_held_back_labels(
     assert!(out.contains("Maximal validation accuracy"), "{out}");
     assert!(run.join("encoder.safetensors").is_file());
 }
+
+/// Every `*.safetensors` of a run folder, by name, and its metric columns (timing dropped).
+fn run_outputs(out: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect();
+    for run in ["baseline", "pretraining", "finetuning"] {
+        let csv = std::fs::read_to_string(out.join(format!("{run}.csv"))).unwrap();
+        let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+        let keep: Vec<usize> = (0..header.len())
+            .filter(|&i| !header[i].contains("seconds") && !header[i].contains("per_s"))
+            .collect();
+        let metrics: String = csv
+            .lines()
+            .map(|l| {
+                let cells: Vec<&str> = l.split(',').collect();
+                keep.iter().map(|&i| cells[i]).collect::<Vec<_>>().join(",") + "\n"
+            })
+            .collect();
+        files.push((format!("{run}.csv"), metrics.into_bytes()));
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn packed_and_streamed_runs_equal_the_in_memory_run_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("folder");
+    test_support::fixtures::EncodedFixture {
+        train: 10,
+        unlabeled: 40,
+        test: 6,
+        classes: 3,
+        side: 40,
+        jpeg_every: 2,
+    }
+    .write_folder(&src)
+    .unwrap();
+    let common = [
+        "data.image_size=32",
+        "data.batch_size=10",
+        "model.width=8",
+        "baseline.epochs=1",
+        "pretrain.epochs=2",
+        "finetune.epochs=1",
+    ];
+    let packed = dir.path().join("packed");
+    let source = [
+        "data.kind=folder".to_string(),
+        format!("data.root={}", src.display()),
+    ];
+    let mut args = vec!["data", "pack", "--out", packed.to_str().unwrap()];
+    for s in source.iter().map(String::as_str).chain(common) {
+        args.extend(["--set", s]);
+    }
+    let out = ok(&args);
+    assert!(
+        out.contains("packed 10 train, 40 unlabeled, 6 test images (32x32)"),
+        "{out}"
+    );
+    let out = ok(&["data", "verify", packed.to_str().unwrap()]);
+    assert!(out.contains("all as the manifest says"), "{out}");
+
+    let experiment = |name: &str, data: &[String]| {
+        let out = dir.path().join(name);
+        let mut args = vec!["experiment", "--out", out.to_str().unwrap()];
+        for s in data.iter().map(String::as_str).chain(common) {
+            args.extend(["--set", s]);
+        }
+        ok(&args);
+        run_outputs(&out)
+    };
+    let in_memory = experiment(
+        "in-memory",
+        &[
+            source[0].clone(),
+            source[1].clone(),
+            "data.streaming=never".into(),
+        ],
+    );
+    let streamed = experiment(
+        "streamed",
+        &[
+            source[0].clone(),
+            source[1].clone(),
+            "data.streaming=always".into(),
+            "data.prefetch=0".into(),
+        ],
+    );
+    let from_pack = experiment(
+        "packed",
+        &[
+            "data.kind=packed".into(),
+            format!("data.root={}", packed.display()),
+        ],
+    );
+    assert!(
+        in_memory.len() >= 5,
+        "{:?}",
+        in_memory.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    for (other, what) in [(&streamed, "streamed"), (&from_pack, "packed")] {
+        assert_eq!(in_memory.len(), other.len(), "{what}");
+        for (a, b) in in_memory.iter().zip(other) {
+            assert_eq!(a.0, b.0);
+            assert!(a.1 == b.1, "{what}: {} differs", a.0);
+        }
+    }
+}
+
+#[test]
+fn verify_exits_1_naming_a_corrupted_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    write_stl10(dir.path(), 10, 4, 20).unwrap();
+    let packed = dir.path().join("packed");
+    ok(&[
+        "data",
+        "pack",
+        "--set",
+        &root_set(dir.path()),
+        "--out",
+        packed.to_str().unwrap(),
+    ]);
+    let shard = packed.join("test/images-00000.npy");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    bytes[500] ^= 0x80;
+    std::fs::write(&shard, bytes).unwrap();
+    let out = run(&["data", "verify", packed.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let (stdout, stderr) = (crate::util::stdout(&out), stderr(&out));
+    assert!(
+        stdout.contains("test/images-00000.npy: SHA-256 mismatch"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("differs from its manifest"), "{stderr}");
+}

@@ -192,7 +192,7 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         warmup: usize,
     },
-    /// Look at a data set: what the readers decode and how it is batched.
+    /// Data sets: download, inspect, export, pack and verify.
     Data {
         #[command(subcommand)]
         command: DataCommand,
@@ -297,6 +297,29 @@ pub enum DataCommand {
         /// Images per class on the sheet.
         #[arg(long, default_value_t = 8, requires = "sheet")]
         per_class: usize,
+    },
+    /// Pack the configured data set (any data.kind) into memory-mappable .npy shards with a
+    /// SHA-256 manifest, for `data.kind = "packed"`. Decodes on all cores; run it again after
+    /// an interruption (Ctrl-C) to resume: finished shards are verified and kept.
+    Pack {
+        /// Folder to write the packed data set into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Target size of an image shard, in MiB.
+        #[arg(long, default_value_t = 256, value_name = "MIB")]
+        shard_mib: usize,
+        /// Skip images that cannot be read, listing them (default: stop at the first).
+        #[arg(long)]
+        skip_unreadable: bool,
+        /// Hide the progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Check every file of a packed data set against its manifest's sizes and SHA-256, then
+    /// its headers, shapes and labels; exit 1 naming each file that differs.
+    Verify {
+        /// The packed data set's folder.
+        dir: PathBuf,
     },
     /// Write the first N images of a split as PNG files `NNNNN_<class>.png`.
     Export {

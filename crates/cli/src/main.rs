@@ -260,6 +260,21 @@ fn run(cli: Cli, launch: Option<dist::Launch>) -> anyhow::Result<()> {
             DataCommand::Export { split, count, out } => {
                 commands::data::export(&data, &split, count, &out)
             }
+            DataCommand::Pack {
+                out,
+                shard_mib,
+                skip_unreadable,
+                no_progress,
+            } => {
+                progress::stop_on_signals();
+                let show = !no_progress && std::io::stderr().is_terminal() && !quiet;
+                let options = stl10_data::pack::PackOptions {
+                    shard_bytes: shard_mib.saturating_mul(1 << 20),
+                    skip_unreadable,
+                };
+                commands::data::pack(&data, &out, &options, show)
+            }
+            DataCommand::Verify { dir } => commands::data::verify(&dir),
         },
     }
 }
@@ -289,6 +304,12 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         matches!(
             e.downcast_ref(),
             Some(train::error::TrainError::Interrupted { .. })
+        ) || matches!(
+            e.downcast_ref(),
+            Some(commands::data::Unfinished {
+                interrupted: true,
+                ..
+            })
         )
     });
     if interrupted {
@@ -298,6 +319,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         e.is::<train::config::ConfigError>()
             || e.is::<stl10_data::DataError>()
             || e.is::<OneProcessOnly>()
+            || e.is::<commands::data::Unfinished>()
             || matches!(e.downcast_ref(), Some(dist::DistError::Launch { .. }))
             || is_user_train_error(e)
     });

@@ -130,3 +130,50 @@ impl stl10_data::download::Progress for Transfer {
         }
     }
 }
+
+/// `data pack`'s bar: images packed, rate and time left (hidden when asked or not on a
+/// terminal); Ctrl-C asks the pack to stop after its current shard.
+pub struct Packing {
+    bar: Option<ProgressBar>,
+}
+
+impl Packing {
+    pub fn new(show: bool) -> Self {
+        Packing {
+            bar: show.then(ProgressBar::hidden),
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl stl10_data::pack::PackObserver for Packing {
+    fn start(&mut self, total: usize, done: usize) {
+        if done > 0 {
+            tracing::info!("{done} of {total} images already packed: kept");
+        }
+        let Some(bar) = &self.bar else { return };
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.reset_eta();
+        let template = "{pos}/{len} images [{bar:30}] {per_sec} ETA {eta}";
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+    }
+
+    fn packed(&mut self, images: usize) {
+        if let Some(bar) = &self.bar {
+            bar.inc(images as u64);
+        }
+    }
+
+    fn should_stop(&self) -> bool {
+        STOP.load(Ordering::SeqCst)
+    }
+}

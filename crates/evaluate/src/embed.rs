@@ -58,7 +58,7 @@ pub fn export(encoder: &FrozenEncoder, ds: &Dataset, what: &Export) -> Result<([
             std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
         }
     }
-    let feats = encoder.split(split);
+    let feats = encoder.split(split)?;
     write_features(what.features, &feats)?;
     let labels = features::labels(split, Device::Cpu);
     if let Some(l) = &labels {

@@ -23,7 +23,7 @@ pub(crate) fn test_features(
 ) -> Result<(tch::Tensor, tch::Tensor)> {
     let labels = features::labels(&full.test, device)
         .ok_or_else(|| TrainError::file(root, "the test split has no labels"))?;
-    Ok((frozen.split(&full.test), labels))
+    Ok((frozen.split(&full.test)?, labels))
 }
 
 /// What every subset shares: the experiment's plan (its supervised epoch), the full labeled
@@ -93,7 +93,7 @@ impl Subsets<'_> {
     pub(crate) fn frozen_scores(&self, positions: &[usize]) -> Result<(f64, f64)> {
         let (cfg, full, test) = (self.cfg, self.full, self.test);
         let subset = full.train.select(positions);
-        let bank = self.frozen.split(&subset);
+        let bank = self.frozen.split(&subset)?;
         let bank_labels = features::labels(&subset, self.device)
             .ok_or_else(|| TrainError::file(&cfg.data.root, "the train split has no labels"))?;
         let classes = full.num_classes() as i64;

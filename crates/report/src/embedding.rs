@@ -59,7 +59,7 @@ pub fn test_split(
     let stride = test.len().div_ceil(MAX_PLOT_POINTS).max(1);
     let picked: Vec<usize> = (0..test.len()).step_by(stride).collect();
     let subset = test.select(&picked);
-    let feats = features::of_split(compute, &subset, encode);
+    let feats = features::of_split(compute, &subset, encode)?;
     let labels = features::labels(&subset, Device::Cpu)
         .ok_or_else(|| TrainError::file(path, "the test split has no labels"))?;
     plot(&feats, &labels, &ds.class_names, "Test-set", path)

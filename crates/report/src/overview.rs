@@ -64,7 +64,7 @@ pub fn augmentation_grid(
         ));
     }
     let n = count.min(ds.train.len());
-    let images = ds.train.images(&(0..n).collect::<Vec<_>>());
+    let images = ds.train.images(&(0..n).collect::<Vec<_>>())?;
     let seed = pretrain.seed;
     let mut weak = Augmenter::new(
         pretrain.probe_augment,
@@ -112,9 +112,9 @@ pub fn contact_sheet(ds: &Dataset, per_class: usize, path: &Path) -> Result<()> 
                 .filter(|&i| labels[i] == c as i64)
                 .take(per_class)
                 .collect();
-            let images = ds.train.images(&positions).to_kind(tch::Kind::Float) / 255.0;
-            (name.as_str(), images)
+            let images = ds.train.images(&positions)?.to_kind(tch::Kind::Float) / 255.0;
+            Ok((name.as_str(), images))
         })
-        .collect();
+        .collect::<Result<_>>()?;
     image_grid(path, &rows)
 }

@@ -25,7 +25,7 @@ fn gather(c: &mut Criterion) {
         b.iter(|| {
             let start = (step * 500) % (order.len() - 500);
             step += 1;
-            ds.unlabeled.images(&order[start..start + 500])
+            ds.unlabeled.images(&order[start..start + 500]).unwrap()
         })
     });
     group.finish();

@@ -133,19 +133,22 @@ impl<'a> ZippedEpoch<'a> {
     }
 }
 
+/// Each batch, or the error of an image that could not be read (streamed files only).
 impl Iterator for ZippedEpoch<'_> {
-    type Item = ZippedBatch;
+    type Item = Result<ZippedBatch>;
 
-    fn next(&mut self) -> Option<ZippedBatch> {
+    fn next(&mut self) -> Option<Result<ZippedBatch>> {
         if self.next >= self.plan.steps {
             return None;
         }
         let (u, l) = self.positions(self.next);
-        let batch = ZippedBatch {
-            unlabeled: self.unlabeled.images(u),
-            labeled: self.labeled.images(l),
-            labels: self.labeled.label_tensor(l),
-        };
+        let batch = (|| {
+            Ok(ZippedBatch {
+                unlabeled: self.unlabeled.images(u)?,
+                labeled: self.labeled.images(l)?,
+                labels: self.labeled.label_tensor(l),
+            })
+        })();
         self.next += 1;
         Some(batch)
     }
@@ -156,7 +159,7 @@ impl Iterator for ZippedEpoch<'_> {
     }
 
     /// Skips `n` batches without gathering their images (a resumed epoch starts mid-way).
-    fn nth(&mut self, n: usize) -> Option<ZippedBatch> {
+    fn nth(&mut self, n: usize) -> Option<Result<ZippedBatch>> {
         self.next = self.next.saturating_add(n);
         self.next()
     }
@@ -212,24 +215,25 @@ impl<'a> LabeledEpoch<'a> {
     }
 }
 
+/// Each batch, or the error of an image that could not be read (streamed files only).
 impl Iterator for LabeledEpoch<'_> {
-    type Item = LabeledBatch;
+    type Item = Result<LabeledBatch>;
 
-    fn next(&mut self) -> Option<LabeledBatch> {
+    fn next(&mut self) -> Option<Result<LabeledBatch>> {
         let start = self.next * self.batch;
         if start >= self.order.len() {
             return None;
         }
         let pos = &self.order[start..(start + self.batch).min(self.order.len())];
         self.next += 1;
-        Some(LabeledBatch {
-            images: self.split.images(pos),
+        Some(self.split.images(pos).map(|images| LabeledBatch {
+            images,
             labels: self.split.label_tensor(pos),
-        })
+        }))
     }
 
     /// Skips `n` batches without gathering their images.
-    fn nth(&mut self, n: usize) -> Option<LabeledBatch> {
+    fn nth(&mut self, n: usize) -> Option<Result<LabeledBatch>> {
         self.next = self.next.saturating_add(n);
         self.next()
     }

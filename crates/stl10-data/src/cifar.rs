@@ -199,7 +199,8 @@ pub fn load(cfg: &DataConfig) -> Result<Dataset> {
             pixels.extend(p);
             labels.extend(l);
         }
-        let store = Arc::new(ImageStore::from_chw(pixels, CIFAR_SIZE));
+        let store =
+            Arc::new(ImageStore::from_chw(pixels, CIFAR_SIZE).with_origin(at(names[0]).display()));
         Ok(Split::new(store, Some(labels)))
     };
     Ok(Dataset {

@@ -38,6 +38,24 @@ pub enum DataKind {
     Cifar10,
     /// CIFAR-100's binary version (`cifar-100-binary/`, or its `.tar.gz`), fine labels.
     Cifar100,
+    /// WebDataset tar shards: `ROOT/{train,unlabeled,test}/*.tar` holding `KEY.jpg|png` and
+    /// `KEY.cls` members, class names in an optional `ROOT/classes.txt`.
+    Webdataset,
+    /// A data set packed by `data pack`: memory-mapped `.npy` shards under `ROOT/manifest.json`.
+    Packed,
+}
+
+/// Whether encoded files (folders, WebDataset shards) are decoded before training or as
+/// batches need them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Streaming {
+    /// Stream when the decoded images would take more than a quarter of available memory.
+    Auto,
+    /// Always decode batch by batch (memory does not grow with the data set).
+    Always,
+    /// Always decode everything first (fastest per step when it fits).
+    Never,
 }
 
 /// The `[data]` table. Defaults reproduce the Keras SimCLR example on STL-10.
@@ -60,6 +78,11 @@ pub struct DataConfig {
     pub skip_unreadable: bool,
     /// Class names for IDX sources, which carry none (default: "0", "1", ...).
     pub class_names: Option<Vec<String>>,
+    /// Folders and WebDataset shards: decode everything first, or batch by batch.
+    pub streaming: Streaming,
+    /// Host batches gathered ahead of the step on a loader thread (0: gathered by the step's
+    /// own thread when it asks).
+    pub prefetch: usize,
 }
 
 impl Default for DataConfig {
@@ -73,6 +96,8 @@ impl Default for DataConfig {
             batch_size: 525,
             skip_unreadable: false,
             class_names: None,
+            streaming: Streaming::Auto,
+            prefetch: 2,
         }
     }
 }
@@ -82,8 +107,30 @@ impl Default for DataConfig {
 pub const MAX_IMAGE_SIZE: usize = 1024;
 /// Largest `batch_size` (images per step).
 pub const MAX_BATCH_SIZE: usize = 1 << 20;
+/// Largest `prefetch` (batches held ahead).
+pub const MAX_PREFETCH: usize = 64;
+
+/// Bytes of memory the kernel says are available (`MemAvailable`), if it says.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
 
 impl DataConfig {
+    /// Whether `images` encoded images are streamed rather than decoded first.
+    pub fn streams(&self, images: usize) -> bool {
+        match self.streaming {
+            Streaming::Always => true,
+            Streaming::Never => false,
+            Streaming::Auto => {
+                let bytes = (images * 3 * self.image_size * self.image_size) as u64;
+                available_memory().is_some_and(|m| bytes > m / 4)
+            }
+        }
+    }
+
     /// Checks values that are wrong whatever the files hold.
     pub fn validate(&self) -> Result<()> {
         if !(1..=MAX_IMAGE_SIZE).contains(&self.image_size) {
@@ -101,11 +148,17 @@ impl DataConfig {
         if self.labeled_per_class == Some(0) {
             return Err(DataError::config("labeled_per_class", "must be at least 1"));
         }
+        if self.prefetch > MAX_PREFETCH {
+            return Err(DataError::config(
+                "prefetch",
+                format!("must be in 0..={MAX_PREFETCH}, got {}", self.prefetch),
+            ));
+        }
         if let Some(fold) = self.fold {
-            if self.kind != DataKind::Stl10 {
+            if !matches!(self.kind, DataKind::Stl10 | DataKind::Packed) {
                 return Err(DataError::config(
                     "fold",
-                    "only STL-10 has predefined folds",
+                    "only STL-10 (and STL-10 packed) has predefined folds",
                 ));
             }
             if fold > 9 {

@@ -10,7 +10,8 @@ use crate::images::{Dataset, Split};
 
 /// A human-readable account of a data set: splits, per-class counts, image size and the
 /// per-step batch sizes `batch_size` gives.
-pub fn inspect(ds: &Dataset, batch_size: usize) -> String {
+/// An error only where a streamed image cannot be read (it is named).
+pub fn inspect(ds: &Dataset, batch_size: usize) -> Result<String> {
     let mut out = String::new();
     let s = ds.image_size;
     let _ = writeln!(out, "image size: {s}x{s}x3, {} classes", ds.num_classes());
@@ -35,7 +36,7 @@ pub fn inspect(ds: &Dataset, batch_size: usize) -> String {
         ("unlabeled", &ds.unlabeled),
         ("test", &ds.test),
     ] {
-        if let Some([r, g, b]) = split.channel_stats() {
+        if let Some([r, g, b]) = split.channel_stats()? {
             let _ = writeln!(
                 out,
                 "  {name:<9} mean {:.4} {:.4} {:.4}  std {:.4} {:.4} {:.4}",
@@ -67,7 +68,7 @@ pub fn inspect(ds: &Dataset, batch_size: usize) -> String {
             );
         }
     }
-    out
+    Ok(out)
 }
 
 /// Writes the first `count` images of `split` as `NNNNN_<class>.png` (or `NNNNN.png` when
@@ -87,7 +88,7 @@ pub fn export_png(
             None => format!("{i:05}.png"),
         };
         let path = dir.join(name);
-        let rgb = split.store().rgb(split.store_index(i));
+        let rgb = split.store().rgb(split.store_index(i))?;
         image::RgbImage::from_raw(side, side, rgb)
             .expect("store images are size x size x 3")
             .save(&path)

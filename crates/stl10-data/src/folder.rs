@@ -1,7 +1,8 @@
 //! Image folders: `ROOT/train/<class>/*`, optional `ROOT/unlabeled/**`, `ROOT/test/<class>/*`.
 //!
 //! JPEG and PNG files are decoded in parallel, resized to cover the configured square and
-//! centre-cropped (torchvision's `Resize` + `CenterCrop`), and stored as planar RGB.
+//! centre-cropped (torchvision's `Resize` + `CenterCrop`), and stored as planar RGB: all of them
+//! before training, or, when streamed (`data.streaming`), batch by batch as the steps ask.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use image::imageops::FilterType;
 use rayon::prelude::*;
 
 use crate::config::DataConfig;
+use crate::encoded::Encoded;
 use crate::error::{DataError, Result};
 use crate::images::{CHANNELS, Dataset, ImageStore, Split};
 
@@ -40,6 +42,13 @@ fn images_below(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// How many image files lie below `dir`.
+fn count_below(dir: &Path) -> Result<usize> {
+    let mut files = Vec::new();
+    images_below(dir, &mut files)?;
+    Ok(files.len())
 }
 
 /// Image files with their labels.
@@ -136,38 +145,89 @@ pub fn decode_planar_limited(
     Ok(out)
 }
 
-/// Decodes `files` in parallel; unreadable ones fail the load, or are skipped when `skip`.
-/// Returns the store and, for each kept image, its position in `files`.
-fn decode_all(files: &[PathBuf], size: usize, skip: bool) -> Result<(ImageStore, Vec<usize>)> {
-    let decoded: Vec<Result<Vec<u8>>> = files.par_iter().map(|f| decode_planar(f, size)).collect();
-    let mut bytes = Vec::with_capacity(files.len() * CHANNELS * size * size);
-    let mut kept = Vec::with_capacity(files.len());
+/// How a reader of encoded files makes its stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decode {
+    /// Everything before training.
+    Upfront,
+    /// Batch by batch, every header checked first.
+    Stream,
+    /// Batch by batch, nothing checked (packing, which decodes each image once and reports).
+    Index,
+}
+
+impl Decode {
+    /// `Stream` or `Upfront` as `cfg.streaming` decides for `images`; `Index` when `index`.
+    pub(crate) fn choose(cfg: &DataConfig, images: usize, index: bool) -> Self {
+        if index {
+            Decode::Index
+        } else if cfg.streams(images) {
+            Decode::Stream
+        } else {
+            Decode::Upfront
+        }
+    }
+}
+
+/// The images of `enc` as a store, made as `how` says (unreadable images fail the load, or are
+/// skipped when `skip`). Returns the store and, for each kept image, its position.
+pub(crate) fn store_of(
+    enc: Encoded,
+    size: usize,
+    skip: bool,
+    how: Decode,
+) -> Result<(ImageStore, Vec<usize>)> {
+    if how == Decode::Index {
+        let kept = (0..enc.len()).collect();
+        return Ok((ImageStore::encoded(enc, size), kept));
+    }
+    if how == Decode::Stream {
+        let kept = enc.readable(skip)?;
+        let enc = if kept.len() == enc.len() {
+            enc
+        } else {
+            enc.select(&kept)
+        };
+        return Ok((ImageStore::encoded(enc, size), kept));
+    }
+    let decoded: Vec<Result<Vec<u8>>> = (0..enc.len())
+        .into_par_iter()
+        .map(|i| enc.decode(i, size))
+        .collect();
+    let mut bytes = Vec::with_capacity(enc.len() * CHANNELS * size * size);
+    let mut kept = Vec::with_capacity(enc.len());
     for (i, d) in decoded.into_iter().enumerate() {
         match d {
             Ok(b) => {
                 bytes.extend_from_slice(&b);
                 kept.push(i);
             }
-            Err(e @ DataError::Image { .. }) if !skip => return Err(e),
-            Err(DataError::Image { .. }) => {}
+            Err(DataError::Image { .. }) if skip => {}
             Err(e) => return Err(e),
         }
     }
     Ok((ImageStore::from_chw(bytes, size), kept))
 }
 
-fn labeled_split(dir: &Path, size: usize, skip: bool) -> Result<(Vec<String>, Split, usize)> {
+fn labeled_split(dir: &Path, cfg: &DataConfig, how: Decode) -> Result<(Vec<String>, Split, usize)> {
     let (names, files) = labeled_files(dir)?;
     let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
-    let (store, kept) = decode_all(&paths, size, skip)?;
+    let (store, kept) = store_of(
+        Encoded::files(paths),
+        cfg.image_size,
+        cfg.skip_unreadable,
+        how,
+    )?;
     let labels = kept.iter().map(|&i| files[i].1).collect();
     let skipped = files.len() - kept.len();
     Ok((names, Split::new(Arc::new(store), Some(labels)), skipped))
 }
 
 /// Loads `ROOT/train`, `ROOT/unlabeled` (if present) and `ROOT/test` (if present).
-pub fn load(cfg: &DataConfig) -> Result<Dataset> {
-    let (size, skip) = (cfg.image_size, cfg.skip_unreadable);
+/// Whether the files are streamed is `cfg.streaming`'s call, made on the number of images;
+/// `index` lists them only (for packing).
+pub(crate) fn load(cfg: &DataConfig, index: bool) -> Result<Dataset> {
+    let size = cfg.image_size;
     let train_dir = cfg.root.join("train");
     if !train_dir.is_dir() {
         return Err(DataError::format(
@@ -175,19 +235,29 @@ pub fn load(cfg: &DataConfig) -> Result<Dataset> {
             "missing: an image folder needs ROOT/train/<class>/ folders",
         ));
     }
-    let (class_names, train, mut skipped) = labeled_split(&train_dir, size, skip)?;
-
     let unlabeled_dir = cfg.root.join("unlabeled");
-    let unlabeled = if unlabeled_dir.is_dir() {
-        let mut files = Vec::new();
-        images_below(&unlabeled_dir, &mut files)?;
-        if files.is_empty() {
+    let mut unlabeled_files = Vec::new();
+    if unlabeled_dir.is_dir() {
+        images_below(&unlabeled_dir, &mut unlabeled_files)?;
+        if unlabeled_files.is_empty() {
             return Err(DataError::format(
                 &unlabeled_dir,
                 "holds no JPEG or PNG images",
             ));
         }
-        let (store, kept) = decode_all(&files, size, skip)?;
+    }
+    // Counted roughly (train and unlabeled; the test split is usually the smaller).
+    let how = Decode::choose(cfg, unlabeled_files.len() + count_below(&train_dir)?, index);
+    let (class_names, train, mut skipped) = labeled_split(&train_dir, cfg, how)?;
+
+    let unlabeled = if !unlabeled_files.is_empty() {
+        let files = unlabeled_files;
+        let (store, kept) = store_of(
+            Encoded::files(files.clone()),
+            size,
+            cfg.skip_unreadable,
+            how,
+        )?;
         skipped += files.len() - kept.len();
         Split::new(Arc::new(store), None)
     } else {
@@ -196,7 +266,7 @@ pub fn load(cfg: &DataConfig) -> Result<Dataset> {
 
     let test_dir = cfg.root.join("test");
     let test = if test_dir.is_dir() {
-        let (test_names, test, test_skipped) = labeled_split(&test_dir, size, skip)?;
+        let (test_names, test, test_skipped) = labeled_split(&test_dir, cfg, how)?;
         if test_names != class_names {
             return Err(DataError::format(
                 &test_dir,

@@ -183,7 +183,7 @@ pub fn split_from_arrays(
     }
     let labels = lab.data.iter().map(|&l| i64::from(l)).collect();
     Ok(Split::new(
-        Arc::new(ImageStore::from_chw(bytes, size)),
+        Arc::new(ImageStore::from_chw(bytes, size).with_origin(images.display())),
         Some(labels),
     ))
 }

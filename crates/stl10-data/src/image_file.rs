@@ -14,9 +14,12 @@ use crate::folder::{MAX_PIXELS, decode_planar_bytes};
 pub fn load_image(path: &Path, kind: DataKind, size: usize) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     match kind {
-        DataKind::Stl10 | DataKind::Folder | DataKind::Cifar10 | DataKind::Cifar100 => {
-            decode_planar_bytes(&bytes, path, size)
-        }
+        DataKind::Stl10
+        | DataKind::Folder
+        | DataKind::Webdataset
+        | DataKind::Packed
+        | DataKind::Cifar10
+        | DataKind::Cifar100 => decode_planar_bytes(&bytes, path, size),
         DataKind::Idx => {
             let bad = |problem: String| DataError::Image {
                 path: path.to_path_buf(),

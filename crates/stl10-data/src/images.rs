@@ -1,10 +1,17 @@
-//! Images in memory: [`ImageStore`] (uint8 bytes, owned or memory-mapped), [`Split`] (a
-//! store with labels) and [`Dataset`] (train, unlabeled and test splits).
+//! Images in memory or on disk: [`ImageStore`] (uint8 bytes owned, memory-mapped, in packed
+//! `.npy` shards, or encoded files decoded when asked for), [`Split`] (a store with labels) and
+//! [`Dataset`] (train, unlabeled and test splits).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use memmap2::Mmap;
+use rayon::prelude::*;
 use tch::{Kind, Tensor};
+
+use crate::encoded::Encoded;
+use crate::error::Result;
+use crate::packed::Shards;
 
 /// How one image's bytes are laid out in an [`ImageStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,28 +20,28 @@ pub enum Layout {
     Chw,
     /// Channel planes, each column-major: `[C][W][H]` (STL-10's binary files).
     Cwh,
+    /// Interleaved rows: `[H][W][C]` (packed shards, numpy's image order).
+    Hwc,
 }
 
-enum Bytes {
+enum Pixels {
     Owned(Vec<u8>),
     Mapped { map: Mmap, offset: usize },
+    Shards(Shards),
+    Encoded(Encoded),
 }
 
-impl Bytes {
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            Bytes::Owned(v) => v,
-            Bytes::Mapped { map, offset } => &map[*offset..],
-        }
-    }
-}
+/// Images gathered in parallel above this many (a rayon task each below is not worth it).
+const PARALLEL_GATHER: usize = 64;
 
-/// A run of square 3-channel uint8 images, owned or memory-mapped.
+/// A run of square 3-channel uint8 images: owned, memory-mapped, in memory-mapped `.npy`
+/// shards, or encoded files (JPEG, PNG; in folders or tar shards) decoded when gathered.
 pub struct ImageStore {
-    bytes: Bytes,
+    pixels: Pixels,
     len: usize,
     size: usize,
     layout: Layout,
+    origin: Option<String>,
 }
 
 pub(crate) const CHANNELS: usize = 3;
@@ -45,21 +52,52 @@ impl ImageStore {
         let len = bytes.len() / (CHANNELS * size * size);
         debug_assert_eq!(bytes.len(), len * CHANNELS * size * size);
         ImageStore {
-            bytes: Bytes::Owned(bytes),
+            pixels: Pixels::Owned(bytes),
             len,
             size,
             layout: Layout::Chw,
+            origin: None,
         }
+    }
+
+    /// This store, its images named `ORIGIN#INDEX` where they have no file of their own
+    /// (binary sources: the file or folder they were read from).
+    pub(crate) fn with_origin(mut self, origin: impl std::fmt::Display) -> Self {
+        self.origin = Some(origin.to_string());
+        self
     }
 
     /// A memory map whose bytes from `offset` on are whole images in `layout`.
     pub(crate) fn mapped(map: Mmap, offset: usize, size: usize, layout: Layout) -> Self {
         let len = (map.len() - offset) / (CHANNELS * size * size);
         ImageStore {
-            bytes: Bytes::Mapped { map, offset },
+            pixels: Pixels::Mapped { map, offset },
             len,
             size,
             layout,
+            origin: None,
+        }
+    }
+
+    /// Packed shards, `[n, H, W, 3]` each.
+    pub(crate) fn sharded(shards: Shards, size: usize) -> Self {
+        ImageStore {
+            len: shards.len(),
+            pixels: Pixels::Shards(shards),
+            size,
+            layout: Layout::Hwc,
+            origin: None,
+        }
+    }
+
+    /// Encoded images, decoded to `size` x `size` planar RGB when gathered.
+    pub(crate) fn encoded(images: Encoded, size: usize) -> Self {
+        ImageStore {
+            len: images.len(),
+            pixels: Pixels::Encoded(images),
+            size,
+            layout: Layout::Chw,
+            origin: None,
         }
     }
 
@@ -80,56 +118,98 @@ impl ImageStore {
         self.layout
     }
 
+    /// Whether gathering decodes (files streamed from disk) rather than copies bytes.
+    pub fn decodes(&self) -> bool {
+        matches!(self.pixels, Pixels::Encoded(_))
+    }
+
     fn image_bytes(&self) -> usize {
         CHANNELS * self.size * self.size
     }
 
-    /// The raw bytes of image `i`, in this store's layout.
-    pub fn raw(&self, i: usize) -> &[u8] {
+    /// The bytes of image `i`, in this store's layout: borrowed where they are in memory or
+    /// mapped, decoded where the store holds encoded files (an error names the file).
+    ///
+    /// # Panics
+    /// If `i` is out of range.
+    pub fn raw(&self, i: usize) -> Result<Cow<'_, [u8]>> {
         let n = self.image_bytes();
-        &self.bytes.as_slice()[i * n..(i + 1) * n]
+        Ok(match &self.pixels {
+            Pixels::Owned(v) => Cow::Borrowed(&v[i * n..(i + 1) * n]),
+            Pixels::Mapped { map, offset } => {
+                Cow::Borrowed(&map[offset + i * n..offset + (i + 1) * n])
+            }
+            Pixels::Shards(s) => Cow::Borrowed(s.image(i, n)),
+            Pixels::Encoded(e) => Cow::Owned(e.decode(i, self.size)?),
+        })
     }
 
-    /// Copies the images at `indices` into one uint8 tensor `[N, 3, H, W]` on the CPU.
+    /// Copies the images at `indices` into one uint8 tensor `[N, 3, H, W]` on the CPU,
+    /// gathering (or decoding) large batches on all of rayon's threads.
     ///
     /// # Panics
     /// If an index is out of range (the batchers only hand out valid indices).
-    pub fn gather(&self, indices: &[usize]) -> Tensor {
+    pub fn gather(&self, indices: &[usize]) -> Result<Tensor> {
         let n = self.image_bytes();
-        let mut buf = Vec::with_capacity(indices.len() * n);
-        for &i in indices {
-            buf.extend_from_slice(self.raw(i));
+        let mut buf = vec![0u8; indices.len() * n];
+        let copy = |(out, &i): (&mut [u8], &usize)| -> Result<()> {
+            out.copy_from_slice(&self.raw(i)?);
+            Ok(())
+        };
+        if indices.len() >= PARALLEL_GATHER || self.decodes() {
+            buf.par_chunks_mut(n.max(1))
+                .zip(indices.par_iter())
+                .try_for_each(copy)?;
+        } else {
+            buf.chunks_mut(n.max(1)).zip(indices).try_for_each(copy)?;
         }
         let (s, k) = (self.size as i64, indices.len() as i64);
-        let t = Tensor::from_slice(&buf).view([k, CHANNELS as i64, s, s]);
-        match self.layout {
-            Layout::Chw => t,
-            Layout::Cwh => t.transpose(2, 3).contiguous(),
-        }
+        let c = CHANNELS as i64;
+        Ok(match self.layout {
+            Layout::Chw => Tensor::from_slice(&buf).view([k, c, s, s]),
+            Layout::Cwh => Tensor::from_slice(&buf)
+                .view([k, c, s, s])
+                .transpose(2, 3)
+                .contiguous(),
+            Layout::Hwc => Tensor::from_slice(&buf)
+                .view([k, s, s, c])
+                .permute([0, 3, 1, 2])
+                .contiguous(),
+        })
     }
 
-    /// Pixel `(channel, row, col)` of image `i`, whatever the layout.
-    pub fn pixel(&self, i: usize, channel: usize, row: usize, col: usize) -> u8 {
-        let plane = self.size * self.size;
-        let within = match self.layout {
-            Layout::Chw => row * self.size + col,
-            Layout::Cwh => col * self.size + row,
-        };
-        self.raw(i)[channel * plane + within]
-    }
-
-    /// Image `i` as interleaved RGB rows (`[H][W][C]`), for encoders such as PNG.
-    pub fn rgb(&self, i: usize) -> Vec<u8> {
+    /// Image `i` as interleaved RGB rows (`[H][W][C]`), for encoders such as PNG and for
+    /// packed shards.
+    pub fn rgb(&self, i: usize) -> Result<Vec<u8>> {
+        let raw = self.raw(i)?;
         let s = self.size;
+        let plane = s * s;
+        if self.layout == Layout::Hwc {
+            return Ok(raw.into_owned());
+        }
         let mut out = Vec::with_capacity(self.image_bytes());
         for row in 0..s {
             for col in 0..s {
+                let within = match self.layout {
+                    Layout::Cwh => col * s + row,
+                    _ => row * s + col,
+                };
                 for c in 0..CHANNELS {
-                    out.push(self.pixel(i, c, row, col));
+                    out.push(raw[c * plane + within]);
                 }
             }
         }
-        out
+        Ok(out)
+    }
+
+    /// Where image `i` came from: its file, `shard.tar:member`, `ORIGIN#INDEX` for binary
+    /// sources, or `#INDEX` where the store was made in memory.
+    pub fn source(&self, i: usize) -> String {
+        match &self.pixels {
+            Pixels::Encoded(e) => e.source(i),
+            Pixels::Shards(s) => s.source(i),
+            _ => format!("{}#{i}", self.origin.as_deref().unwrap_or("")),
+        }
     }
 }
 
@@ -139,6 +219,7 @@ impl std::fmt::Debug for ImageStore {
             .field("len", &self.len)
             .field("size", &self.size)
             .field("layout", &self.layout)
+            .field("decodes", &self.decodes())
             .finish()
     }
 }
@@ -221,8 +302,9 @@ impl Split {
         Split::subset(self.store_arc(), indices, labels)
     }
 
-    /// uint8 `[N, 3, H, W]` images at split positions `positions`.
-    pub fn images(&self, positions: &[usize]) -> Tensor {
+    /// uint8 `[N, 3, H, W]` images at split positions `positions`; an error only where the
+    /// store decodes files and one cannot be read (it names the file).
+    pub fn images(&self, positions: &[usize]) -> Result<Tensor> {
         let idx: Vec<usize> = positions.iter().map(|&p| self.store_index(p)).collect();
         self.store.gather(&idx)
     }
@@ -241,14 +323,14 @@ impl Split {
     /// Mean and standard deviation of each channel (R, G, B) over every pixel of the split, on
     /// the 0..1 scale the augmenter's rescaling gives (what a `Normalize` transform takes);
     /// `None` for an empty split. Summed in float64, 1,024 images at a time.
-    pub fn channel_stats(&self) -> Option<[(f64, f64); 3]> {
+    pub fn channel_stats(&self) -> Result<Option<[(f64, f64); 3]>> {
         if self.is_empty() {
-            return None;
+            return Ok(None);
         }
         let (mut sum, mut sq) = ([0f64; 3], [0f64; 3]);
         let positions: Vec<usize> = (0..self.len()).collect();
         for chunk in positions.chunks(1024) {
-            let x = self.images(chunk).to_kind(Kind::Double) / 255.0;
+            let x = self.images(chunk)?.to_kind(Kind::Double) / 255.0;
             let s = Vec::<f64>::try_from(x.sum_dim_intlist(&[0i64, 2, 3][..], false, Kind::Double))
                 .expect("three channel sums");
             let q = Vec::<f64>::try_from((&x * &x).sum_dim_intlist(
@@ -263,10 +345,10 @@ impl Split {
             }
         }
         let n = (self.len() * self.image_size() * self.image_size()) as f64;
-        Some([0, 1, 2].map(|c| {
+        Ok(Some([0, 1, 2].map(|c| {
             let mean = sum[c] / n;
             (mean, (sq[c] / n - mean * mean).max(0.0).sqrt())
-        }))
+        })))
     }
 
     /// How many images carry each label `0..classes`.

@@ -9,7 +9,7 @@
 //! use stl10_data::{load, BatchPlan, DataConfig, ZippedEpoch};
 //! let ds = load(&DataConfig::default(), 42)?; // STL-10 where `data download stl10` put it
 //! let plan = BatchPlan::new(ds.unlabeled.len(), ds.train.len(), 525)?; // 200 x (500 + 25)
-//! for batch in ZippedEpoch::new(&ds.unlabeled, &ds.train, plan, 42, 0) { /* train */ }
+//! for batch in ZippedEpoch::new(&ds.unlabeled, &ds.train, plan, 42, 0) { let batch = batch?; /* train */ }
 //! # Ok::<(), stl10_data::DataError>(())
 //! ```
 
@@ -18,16 +18,20 @@ pub mod cifar;
 mod config;
 #[cfg(feature = "download")]
 pub mod download;
+mod encoded;
 mod error;
 mod export;
 pub mod folder;
 pub mod idx;
 mod image_file;
 mod images;
+pub mod pack;
+pub mod packed;
 pub mod stl10;
+pub mod webdataset;
 
 pub use batching::{BatchPlan, LabeledBatch, LabeledEpoch, ZippedBatch, ZippedEpoch};
-pub use config::{DATA_ENV, DataConfig, DataKind, default_data_dir, default_stl10_root};
+pub use config::{DATA_ENV, DataConfig, DataKind, Streaming, default_data_dir, default_stl10_root};
 pub use error::{DataError, Result};
 pub use export::{export_png, inspect};
 pub use image_file::load_image;
@@ -40,18 +44,25 @@ pub fn load(cfg: &DataConfig, seed: u64) -> Result<Dataset> {
     cfg.validate()?;
     let _span =
         tracing::debug_span!("load data", kind = ?cfg.kind, root = %cfg.root.display()).entered();
-    if !cfg.root.exists() {
-        return Err(DataError::format(&cfg.root, "data.root does not exist"));
-    }
-    let ds = match cfg.kind {
-        DataKind::Stl10 => stl10::load(cfg)?,
-        DataKind::Folder => folder::load(cfg)?,
-        DataKind::Idx => idx::load(cfg)?,
-        DataKind::Cifar10 | DataKind::Cifar100 => cifar::load(cfg)?,
-    };
+    let ds = read(cfg, false)?;
     match cfg.labeled_per_class {
         Some(n) => keep_labeled_per_class(ds, n, seed),
         None => Ok(ds),
+    }
+}
+
+/// The reader's data set; `index`: encoded files listed only, not checked nor decoded.
+fn read(cfg: &DataConfig, index: bool) -> Result<Dataset> {
+    if !cfg.root.exists() {
+        return Err(DataError::format(&cfg.root, "data.root does not exist"));
+    }
+    match cfg.kind {
+        DataKind::Stl10 => stl10::load(cfg),
+        DataKind::Folder => folder::load(cfg, index),
+        DataKind::Webdataset => webdataset::load(cfg, index),
+        DataKind::Idx => idx::load(cfg),
+        DataKind::Cifar10 | DataKind::Cifar100 => cifar::load(cfg),
+        DataKind::Packed => packed::load(cfg),
     }
 }
 

@@ -48,7 +48,7 @@ pub fn map_images(path: &Path) -> Result<ImageStore> {
     // SAFETY: the file is opened read-only; like every reader of memory-mapped data we rely on
     // nobody truncating it while we run (the data sets are static files).
     let map = unsafe { Mmap::map(&file) }.map_err(|e| DataError::io(path, e))?;
-    Ok(ImageStore::mapped(map, 0, STL10_SIZE, Layout::Cwh))
+    Ok(ImageStore::mapped(map, 0, STL10_SIZE, Layout::Cwh).with_origin(path.display()))
 }
 
 /// Reads an STL-10 label file (`*_y.bin`): bytes 1..=10, returned as 0..=9.

@@ -74,7 +74,7 @@ fn a_zipped_epoch_visits_each_image_at_most_once() {
     }
     assert_eq!((seen_u.len(), seen_l.len()), (40, 20));
     let first_positions = epoch.positions(0).1.to_vec();
-    let batches: Vec<_> = epoch.collect();
+    let batches: Vec<_> = epoch.collect::<Result<_, _>>().unwrap();
     assert_eq!(batches.len(), 4);
     assert_eq!(batches[0].unlabeled.size(), [10, 3, 96, 96]);
     assert_eq!(batches[0].labeled.size(), [5, 3, 96, 96]);
@@ -112,7 +112,7 @@ fn labeled_batches_keep_the_last_partial_batch() {
         positions,
         vec![vec![0, 1, 2, 3, 4], vec![5, 6, 7, 8, 9], vec![10]]
     );
-    let sizes: Vec<i64> = test.map(|b| b.labels.size()[0]).collect();
+    let sizes: Vec<i64> = test.map(|b| b.unwrap().labels.size()[0]).collect();
     assert_eq!(sizes, [5, 5, 1]);
     let shuffled = LabeledEpoch::shuffled(&ds.train, 5, 1, 0).unwrap();
     let mut all: Vec<usize> = shuffled.positions().flatten().copied().collect();

@@ -17,7 +17,7 @@ fn cfg(root: &Path, kind: DataKind) -> DataConfig {
 }
 
 fn check_pixels(ds: &stl10_data::Dataset, train_image: usize) {
-    let img = ds.train.images(&[train_image]);
+    let img = ds.train.images(&[train_image]).unwrap();
     assert_eq!(img.size(), [1, 3, 32, 32]);
     for (c, y, x) in [(0, 0, 0), (1, 3, 17), (2, 31, 5)] {
         assert_eq!(

@@ -38,7 +38,7 @@ fn classes_come_from_sorted_folders_and_pixels_survive() {
     assert_eq!(ds.class_names, ["ant", "cat"]);
     assert_eq!(ds.train.labels().unwrap(), &[0, 1, 1]);
     assert_eq!((ds.unlabeled.len(), ds.test.len()), (2, 2));
-    let t = ds.train.images(&[1]);
+    let t = ds.train.images(&[1]).unwrap();
     assert_eq!(t.size(), [1, 3, 8, 8]);
     assert_eq!(
         [0, 1, 2].map(|c| t.int64_value(&[0, c, 5, 5])),
@@ -50,7 +50,7 @@ fn classes_come_from_sorted_folders_and_pixels_survive() {
         [1, 2, 3],
         "row 1, col 2"
     );
-    let u = ds.unlabeled.images(&[0]);
+    let u = ds.unlabeled.images(&[0]).unwrap();
     assert_eq!(
         u.int64_value(&[0, 2, 0, 0]),
         90,
@@ -63,7 +63,7 @@ fn images_come_out_at_the_configured_size() {
     let dir = tempfile::tempdir().unwrap();
     tree(dir.path());
     let ds = load(&cfg(dir.path(), 4), 0).unwrap();
-    let t = ds.test.images(&[1]);
+    let t = ds.test.images(&[1]).unwrap();
     assert_eq!(t.size(), [1, 3, 4, 4]);
     assert_eq!(t.int64_value(&[0, 1, 3, 3]), 9);
 }

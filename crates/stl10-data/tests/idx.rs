@@ -18,7 +18,7 @@ fn grayscale_is_padded_around_the_centre_into_three_channels() {
     write_idx_set(dir.path(), 30, 10, 28, 28).unwrap();
     let ds = load(&cfg(dir.path(), 32), 0).unwrap();
     assert_eq!((ds.train.len(), ds.test.len()), (30, 10));
-    let img = ds.train.images(&[7]);
+    let img = ds.train.images(&[7]).unwrap();
     assert_eq!(img.size(), [1, 3, 32, 32]);
     for c in 0..3 {
         // (r, col) of the 28x28 source lands at (r + 2, col + 2); the border is zero.
@@ -61,7 +61,7 @@ fn larger_sources_come_out_at_the_configured_size_and_plain_files_are_read() {
         .unwrap();
     }
     let ds = load(&cfg(dir.path(), 20), 0).unwrap();
-    let img = ds.test.images(&[1]);
+    let img = ds.test.images(&[1]).unwrap();
     assert_eq!(img.size(), [1, 3, 20, 20]);
     assert_eq!(img.int64_value(&[0, 2, 10, 10]), 200);
     assert_eq!(ds.test.labels().unwrap(), &[1, 9]);

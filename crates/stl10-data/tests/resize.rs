@@ -121,7 +121,7 @@ fn a_larger_idx_image_is_resized_with_the_triangle_filter() {
         image_size: size,
         ..DataConfig::default()
     };
-    let img = load(&cfg, 0).unwrap().test.images(&[0]);
+    let img = load(&cfg, 0).unwrap().test.images(&[0]).unwrap();
     assert_eq!(img.size(), [1, 3, size as i64, size as i64]);
     for y in 0..size {
         for x in 0..size {

@@ -54,7 +54,8 @@ fn per_class_budgets_are_nested_balanced_and_match_labeled_per_class() {
     assert!(
         chosen
             .images(&[0, 7, 29])
-            .equal(&kept.train.images(&[0, 7, 29]))
+            .unwrap()
+            .equal(&kept.train.images(&[0, 7, 29]).unwrap())
     );
     assert_eq!(chosen.labels(), kept.train.labels());
     // Every split name resolves.
@@ -63,7 +64,12 @@ fn per_class_budgets_are_nested_balanced_and_match_labeled_per_class() {
     }
     // Repeats are allowed: a tiled subset.
     let twice = full.train.select(&[4, 4, 9]);
-    assert!(twice.images(&[0]).equal(&twice.images(&[1])));
+    assert!(
+        twice
+            .images(&[0])
+            .unwrap()
+            .equal(&twice.images(&[1]).unwrap())
+    );
     assert_eq!(
         twice.labels().unwrap(),
         [all_labels[4], all_labels[4], all_labels[9]]

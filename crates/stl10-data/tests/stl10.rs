@@ -30,7 +30,7 @@ fn pixels_come_out_row_major_in_rgb_order() {
         (ds.train.len(), ds.test.len(), ds.unlabeled.len()),
         (12, 5, 7)
     );
-    let batch = ds.train.images(&[3, 0]);
+    let batch = ds.train.images(&[3, 0]).unwrap();
     assert_eq!(batch.size(), [2, 3, 96, 96]);
     assert_eq!(batch.kind(), Kind::Uint8);
     for (b, img) in [(0usize, 3usize), (1, 0)] {
@@ -44,7 +44,7 @@ fn pixels_come_out_row_major_in_rgb_order() {
         }
     }
     // The whole unlabeled image 6 (fixture number 2006), compared pixel by pixel.
-    let t = ds.unlabeled.images(&[6]);
+    let t = ds.unlabeled.images(&[6]).unwrap();
     let flat: Vec<u8> = Vec::try_from(t.flatten(0, -1)).unwrap();
     let expected: Vec<u8> = (0..3)
         .flat_map(|c| {
@@ -52,7 +52,7 @@ fn pixels_come_out_row_major_in_rgb_order() {
         })
         .collect();
     assert_eq!(flat, expected);
-    let test = ds.test.images(&[4]);
+    let test = ds.test.images(&[4]).unwrap();
     assert_eq!(
         test.int64_value(&[0, 1, 2, 3]),
         i64::from(pixel_value(1004, 1, 2, 3))
@@ -91,7 +91,7 @@ fn a_fold_selects_its_predefined_indices() {
     .unwrap();
     assert_eq!(ds.train.len(), 4); // 3, 13, 23, 33
     assert_eq!(ds.train.labels().unwrap(), &[3, 3, 3, 3]);
-    let img = ds.train.images(&[2]);
+    let img = ds.train.images(&[2]).unwrap();
     assert_eq!(
         img.int64_value(&[0, 0, 9, 4]),
         i64::from(pixel_value(23, 0, 9, 4))
@@ -241,7 +241,7 @@ fn channel_means_and_stds_match_a_float64_reference() {
     let dir = tempfile::tempdir().unwrap();
     write_stl10(dir.path(), 7, 3, 2).unwrap();
     let ds = load(&cfg(dir.path()), 0).unwrap();
-    let [r, g, b] = ds.train.channel_stats().unwrap();
+    let [r, g, b] = ds.train.channel_stats().unwrap().unwrap();
     for (c, (mean, std)) in [r, g, b].into_iter().enumerate() {
         // Every pixel of train images 0..7 from the fixture's formula, scaled to 0..1.
         let values: Vec<f64> = (0..7)
@@ -257,5 +257,10 @@ fn channel_means_and_stds_match_a_float64_reference() {
             var.sqrt()
         );
     }
-    assert!(stl10_data::Split::empty(96).channel_stats().is_none());
+    assert!(
+        stl10_data::Split::empty(96)
+            .channel_stats()
+            .unwrap()
+            .is_none()
+    );
 }

@@ -317,3 +317,104 @@ pub fn write_cifar(
     }
     std::fs::write(root.join(layout.archive), tar.into_inner()?.finish()?)
 }
+
+/// Image `i` of a folder or WebDataset fixture: `side` x `side` RGB with [`pixel_value`]'s
+/// pattern, encoded as PNG (lossless) or, when `jpeg`, as JPEG at quality 90.
+pub fn encoded_image(i: usize, side: u32, jpeg: bool) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(side, side, |x, y| {
+        image::Rgb([0, 1, 2].map(|c| pixel_value(i, c, y as usize, x as usize)))
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    if jpeg {
+        let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90);
+        img.write_with_encoder(encoder).expect("JPEG in memory");
+    } else {
+        img.write_to(&mut out, image::ImageFormat::Png)
+            .expect("PNG in memory");
+    }
+    out.into_inner()
+}
+
+/// Counts of a folder or WebDataset fixture: labeled train and test images (classes by
+/// [`label_of`], `classes` of them) and unlabeled ones; images of `side` pixels, every
+/// `jpeg_every`-th one a JPEG (0: all PNG).
+#[derive(Debug, Clone, Copy)]
+pub struct EncodedFixture {
+    pub train: usize,
+    pub unlabeled: usize,
+    pub test: usize,
+    pub classes: usize,
+    pub side: u32,
+    pub jpeg_every: usize,
+}
+
+impl EncodedFixture {
+    /// Image numbers, labels and extensions of a split: train from 0, test from 1000,
+    /// unlabeled from 2000 (as [`write_stl10`] numbers them).
+    fn split(&self, name: &str) -> Vec<(usize, Option<usize>, bool)> {
+        let (first, n, labeled) = match name {
+            "train" => (0, self.train, true),
+            "test" => (1000, self.test, true),
+            _ => (2000, self.unlabeled, false),
+        };
+        (first..first + n)
+            .map(|i| {
+                let jpeg = self.jpeg_every > 0 && i % self.jpeg_every == 0;
+                (i, labeled.then_some(i % self.classes), jpeg)
+            })
+            .collect()
+    }
+
+    fn ext(jpeg: bool) -> &'static str {
+        if jpeg { "jpg" } else { "png" }
+    }
+
+    /// `root/train/class_K/NNNNN.png|jpg`, `root/unlabeled/NNNNN.*`, `root/test/class_K/*`.
+    pub fn write_folder(&self, root: &Path) -> std::io::Result<()> {
+        for name in ["train", "unlabeled", "test"] {
+            for (i, label, jpeg) in self.split(name) {
+                let dir = match label {
+                    Some(l) => root.join(name).join(format!("class_{l}")),
+                    None => root.join(name),
+                };
+                std::fs::create_dir_all(&dir)?;
+                let file = dir.join(format!("{i:05}.{}", Self::ext(jpeg)));
+                std::fs::write(file, encoded_image(i, self.side, jpeg))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `root/{train,unlabeled,test}/shard-NNNN.tar`, `per_shard` samples each (`KEY.png|jpg`
+    /// and, labeled, `KEY.cls`), and `root/classes.txt` naming `class_K`.
+    pub fn write_webdataset(&self, root: &Path, per_shard: usize) -> std::io::Result<()> {
+        for name in ["train", "unlabeled", "test"] {
+            let dir = root.join(name);
+            std::fs::create_dir_all(&dir)?;
+            for (s, samples) in self.split(name).chunks(per_shard.max(1)).enumerate() {
+                let file = std::fs::File::create(dir.join(format!("shard-{s:04}.tar")))?;
+                let mut tar = tar::Builder::new(file);
+                for &(i, label, jpeg) in samples {
+                    let key = format!("sample{i:05}");
+                    let mut add = |member: String, bytes: &[u8]| {
+                        let mut header = tar::Header::new_gnu();
+                        header.set_size(bytes.len() as u64);
+                        header.set_mode(0o644);
+                        header.set_cksum();
+                        tar.append_data(&mut header, member, bytes)
+                    };
+                    add(
+                        format!("{key}.{}", Self::ext(jpeg)),
+                        &encoded_image(i, self.side, jpeg),
+                    )?;
+                    if let Some(l) = label {
+                        add(format!("{key}.cls"), format!("{l}\n").as_bytes())?;
+                    }
+                }
+                tar.finish()?;
+            }
+        }
+        let names: Vec<String> = (0..self.classes).map(|c| format!("class_{c}")).collect();
+        std::fs::write(root.join("classes.txt"), names.join("\n") + "\n")
+    }
+}

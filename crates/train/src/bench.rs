@@ -23,7 +23,8 @@ use crate::steps::{ContrastiveModel, SupervisedModel, TrainStep};
 /// The sizes of the configured data set's splits, `(unlabeled, labeled, classes)`, from its
 /// published sizes (the files are not read): STL-10 100,000 + 5,000 (1,000 for a fold),
 /// CIFAR 50,000 and IDX (Fashion-MNIST) 60,000 training images split by
-/// `data.labeled_per_class`. Image folders have no published size: STL-10's are used.
+/// `data.labeled_per_class`. Image folders, WebDataset shards and packed data sets have no
+/// published size: STL-10's are used.
 fn published_sizes(data: &DataConfig) -> (usize, usize, usize) {
     let split = |train: usize, classes: usize| {
         let labeled = data
@@ -36,7 +37,9 @@ fn published_sizes(data: &DataConfig) -> (usize, usize, usize) {
         DataKind::Cifar100 => split(50_000, 100),
         DataKind::Idx => split(60_000, 10),
         DataKind::Stl10 if data.fold.is_some() => (100_000, 1_000, 10),
-        DataKind::Stl10 | DataKind::Folder => (100_000, 5_000, 10),
+        DataKind::Stl10 | DataKind::Folder | DataKind::Webdataset | DataKind::Packed => {
+            (100_000, 5_000, 10)
+        }
     }
 }
 
@@ -150,7 +153,7 @@ fn run_steps<S: TrainStep>(
             if done == steps {
                 return Ok(sums);
             }
-            let _ = sums.g_add_(&model.train_step(&batch)?.to_kind(Kind::Double));
+            let _ = sums.g_add_(&model.train_step(&batch?)?.to_kind(Kind::Double));
             done += 1;
         }
     }
@@ -187,6 +190,8 @@ pub fn run(
         seed: data.seed,
         resident: resident.as_ref(),
         replica: replica.map(|r| &**r),
+        prefetch: data.data.prefetch,
+        device,
     };
     let mut model = ContrastiveModel::new(pretraining, classes as i64, compute)?;
     if let Some(r) = replica {
@@ -199,7 +204,7 @@ pub fn run(
     let both = loader
         .epoch(Feed::Zipped, 1, 0)?
         .next()
-        .expect("four steps per epoch")
+        .expect("four steps per epoch")?
         .images
         .to_device(device)
         .repeat([2, 1, 1, 1]);

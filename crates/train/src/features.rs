@@ -47,14 +47,19 @@ fn rows(parts: &[Tensor], device: Device) -> Tensor {
 }
 
 /// [`of_images`] over every image of `split`, gathered from host memory batch by batch.
-pub fn of_split(compute: &Compute, split: &Split, encode: impl Fn(&Tensor) -> Tensor) -> Tensor {
+/// An error only where a streamed image cannot be read.
+pub fn of_split(
+    compute: &Compute,
+    split: &Split,
+    encode: impl Fn(&Tensor) -> Tensor,
+) -> Result<Tensor> {
     let batch = batch_size(compute);
     let all: Vec<usize> = (0..split.len()).collect();
     let parts: Vec<Tensor> = all
         .chunks(batch)
-        .map(|chunk| of_images(compute, &split.images(chunk), &encode))
-        .collect();
-    rows(&parts, compute.device)
+        .map(|chunk| Ok(of_images(compute, &split.images(chunk)?, &encode)))
+        .collect::<Result<_>>()?;
+    Ok(rows(&parts, compute.device))
 }
 
 /// [`of_split`] shared by the ranks of a data-parallel run: each encodes its part of the
@@ -66,17 +71,17 @@ pub fn of_split_shared(
     replica: Option<&Replica>,
 ) -> Result<Tensor> {
     let Some(replica) = replica else {
-        return Ok(of_split(compute, split, encode));
+        return of_split(compute, split, encode);
     };
     let batch = batch_size(compute);
     let own: Vec<usize> = replica.part(split.len()).collect();
     let parts: Vec<Tensor> = own
         .chunks(batch)
-        .map(|chunk| of_images(compute, &split.images(chunk), &encode))
-        .collect();
+        .map(|chunk| Ok(of_images(compute, &split.images(chunk)?, &encode)))
+        .collect::<Result<_>>()?;
     // The width comes from a forward of no images when this rank's part is empty.
     let mine = if parts.is_empty() {
-        of_images(compute, &split.images(&[]), &encode)
+        of_images(compute, &split.images(&[])?, &encode)
     } else {
         Tensor::cat(&parts, 0)
     };
@@ -180,7 +185,7 @@ impl FrozenEncoder {
     }
 
     /// Features of every image of `split`.
-    pub fn split(&self, split: &Split) -> Tensor {
+    pub fn split(&self, split: &Split) -> Result<Tensor> {
         of_split(&self.compute, split, |x| self.forward(x))
     }
 }

@@ -193,6 +193,7 @@ fn train_epoch<S: TrainStep>(
     let seconds = || pos.seconds + started.elapsed().as_secs_f64();
     let mut images = pos.images;
     for (step, batch) in (pos.step + 1..).zip(batches) {
+        let batch = batch?;
         sums.add(&model.train_step(&batch)?, step);
         images += S::VIEWS * batch.len();
         let stop = stop_requested(phase, obs)?;
@@ -296,7 +297,7 @@ pub(crate) fn evaluate<S: TrainStep>(model: &S, loader: &Loader) -> Result<(f64,
     }
     let mut sums = DeviceSums::new(&[], 2, model.device());
     for batch in loader.test()? {
-        sums.add(&model.test_sums(&batch), 0);
+        sums.add(&model.test_sums(&batch?), 0);
     }
     if let Some(replica) = loader.replica {
         sums.sums = replica.sum(&sums.sums)?;

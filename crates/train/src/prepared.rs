@@ -162,6 +162,8 @@ impl Prepared {
             seed: self.settings.seed,
             resident: self.resident.as_ref(),
             replica: self.replica.as_deref(),
+            prefetch: self.settings.data.prefetch,
+            device: self.compute.device,
         }
     }
 }

@@ -7,15 +7,23 @@
 //! travels to the device once per epoch). Both sources follow the same permutations, so a run
 //! sees the same images in the same steps whichever is used.
 //!
+//! Host batches are gathered (memory-mapped shards copied, streamed files decoded) on a loader
+//! thread `data.prefetch` batches ahead of the step, pinned there on CUDA, so the step does not
+//! wait for them; the queue is bounded, so memory holds that many batches whatever the data
+//! set's size.
+//!
 //! In a data-parallel run each rank's loader hands out only the rank's [`Shard`] of every step
 //! (its part of the step's unlabeled and of its labeled images, and of each test batch): every
 //! rank draws the same permutations from the same seed, so the shards of a step make up the
 //! batch one process would take.
 
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
 use stl10_data::{BatchPlan, Dataset, LabeledEpoch, Split, ZippedEpoch};
 use tch::{Device, Kind, Tensor};
 
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 use crate::runtime::{Replica, Shard};
 
 /// One step's uint8 images `[U + L, 3, H, W]`, the `U` unlabeled ones first, and the int64
@@ -67,7 +75,7 @@ fn resident_split(split: &Split, device: Device) -> Result<(Tensor, Tensor)> {
         let start = (i * UPLOAD_CHUNK) as i64;
         images
             .narrow(0, start, chunk.len() as i64)
-            .f_copy_(&split.images(chunk))?;
+            .f_copy_(&split.images(chunk)?)?;
     }
     let labels = split.label_tensor(&all).f_to_device(device)?;
     Ok((images, labels))
@@ -95,6 +103,7 @@ impl Resident {
 
 /// Hands out the batches of an epoch (and the test batches) from host memory or, when given a
 /// [`Resident`] copy, from the device; in a data-parallel run, this rank's shards of them.
+/// Host batches are gathered `prefetch` ahead on a loader thread (none: by the caller).
 #[derive(Debug, Clone, Copy)]
 pub struct Loader<'a> {
     pub ds: &'a Dataset,
@@ -102,12 +111,17 @@ pub struct Loader<'a> {
     pub seed: u64,
     pub resident: Option<&'a Resident>,
     pub replica: Option<&'a Replica>,
+    /// Host batches gathered ahead on a loader thread (0: by the caller, when asked for).
+    pub prefetch: usize,
+    /// Where the steps run: host batches are pinned for a CUDA device.
+    pub device: Device,
 }
 
-/// An epoch's batches, with their count.
+/// An epoch's batches, with their count; an item is an error where an image could not be read
+/// (streamed files).
 pub struct Batches<'a> {
     steps: usize,
-    iter: Box<dyn Iterator<Item = Batch> + 'a>,
+    iter: Box<dyn Iterator<Item = Result<Batch>> + 'a>,
 }
 
 impl Batches<'_> {
@@ -117,11 +131,90 @@ impl Batches<'_> {
 }
 
 impl Iterator for Batches<'_> {
-    type Item = Batch;
+    type Item = Result<Batch>;
 
-    fn next(&mut self) -> Option<Batch> {
+    fn next(&mut self) -> Option<Result<Batch>> {
         let _span = tracing::debug_span!("batch").entered();
         self.iter.next()
+    }
+}
+
+/// One host batch to gather: unlabeled images (none for labeled batches) then labeled ones.
+struct HostJob {
+    unlabeled: Option<(Split, Vec<usize>)>,
+    labeled: (Split, Vec<usize>),
+    shard: Option<Shard>,
+}
+
+impl HostJob {
+    fn gather(self, pin: Option<Device>) -> Result<Batch> {
+        let (split, positions) = &self.labeled;
+        let mut images = split.images(positions)?;
+        if let Some((u, up)) = &self.unlabeled {
+            images = Tensor::cat(&[u.images(up)?, images], 0);
+        }
+        if let Some(device) = pin {
+            images = images.f_pin_memory(device)?;
+        }
+        Ok(Batch {
+            images,
+            labels: split.label_tensor(positions),
+            shard: self.shard,
+        })
+    }
+}
+
+/// Batches gathered on a loader thread, at most `depth` waiting; dropping it stops the thread
+/// after the batch it is gathering.
+struct Prefetched {
+    rx: Option<Receiver<Result<Batch>>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl Prefetched {
+    fn spawn(
+        jobs: impl Iterator<Item = HostJob> + Send + 'static,
+        depth: usize,
+        pin: Option<Device>,
+    ) -> Result<Self> {
+        let (tx, rx): (SyncSender<Result<Batch>>, _) = sync_channel(depth);
+        let worker = std::thread::Builder::new()
+            .name("loader".into())
+            .spawn(move || {
+                for job in jobs {
+                    let batch = job.gather(pin);
+                    let failed = batch.is_err();
+                    // The receiver gone (the epoch stopped early) or an error sent: done.
+                    if tx.send(batch).is_err() || failed {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| TrainError::Io {
+                path: "loader thread".into(),
+                source: e,
+            })?;
+        Ok(Prefetched {
+            rx: Some(rx),
+            worker: Some(worker),
+        })
+    }
+}
+
+impl Iterator for Prefetched {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Result<Batch>> {
+        self.rx.as_ref()?.recv().ok()
+    }
+}
+
+impl Drop for Prefetched {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
     }
 }
 
@@ -200,20 +293,18 @@ impl<'a> Loader<'a> {
         let (shard, own) = self.shard(u, l);
         let todo = start.min(steps)..steps;
         let Some(r) = self.resident else {
-            let ds = self.ds;
-            let iter = todo.map(move |i| {
-                let (up, lp) = zipped.positions(i);
-                let (up, lp) = (&up[own.unlabeled.clone()], &lp[own.labeled.clone()]);
-                Batch {
-                    images: Tensor::cat(&[ds.unlabeled.images(up), ds.train.images(lp)], 0),
-                    labels: ds.train.label_tensor(lp),
-                    shard: shard.clone(),
-                }
-            });
-            return Batches {
-                steps,
-                iter: Box::new(iter),
-            };
+            let (unlabeled, train) = (self.ds.unlabeled.clone(), self.ds.train.clone());
+            let jobs: Vec<HostJob> = todo
+                .map(|i| {
+                    let (up, lp) = zipped.positions(i);
+                    HostJob {
+                        unlabeled: Some((unlabeled.clone(), up[own.unlabeled.clone()].to_vec())),
+                        labeled: (train.clone(), lp[own.labeled.clone()].to_vec()),
+                        shard: shard.clone(),
+                    }
+                })
+                .collect();
+            return self.host(steps, jobs);
         };
         let device = r.unlabeled.device();
         let positions = (0..steps).map(|i| zipped.positions(i));
@@ -225,7 +316,7 @@ impl<'a> Loader<'a> {
             };
             let ui = rows(&u_order, &at(&own.unlabeled, u));
             let li = rows(&l_order, &at(&own.labeled, l));
-            Batch {
+            Ok(Batch {
                 images: Tensor::cat(
                     &[
                         r.unlabeled.index_select(0, &ui),
@@ -235,12 +326,27 @@ impl<'a> Loader<'a> {
                 ),
                 labels: r.train.1.index_select(0, &li),
                 shard: shard.clone(),
-            }
+            })
         });
         Batches {
             steps,
             iter: Box::new(iter),
         }
+    }
+
+    /// `jobs` gathered on a loader thread `prefetch` ahead (pinned for a CUDA step), or one by
+    /// one as they are asked for when `prefetch` is 0.
+    fn host(&self, steps: usize, jobs: Vec<HostJob>) -> Batches<'a> {
+        let pin = Some(self.device).filter(|d| d.is_cuda());
+        let iter: Box<dyn Iterator<Item = Result<Batch>>> = if self.prefetch == 0 {
+            Box::new(jobs.into_iter().map(move |j| j.gather(None)))
+        } else {
+            match Prefetched::spawn(jobs.into_iter(), self.prefetch, pin) {
+                Ok(p) => Box::new(p),
+                Err(e) => Box::new(std::iter::once(Err(e))),
+            }
+        };
+        Batches { steps, iter }
     }
 
     /// Labeled batches of `split` at the positions `order` (one list a step), from step
@@ -255,27 +361,38 @@ impl<'a> Loader<'a> {
     ) -> Batches<'a> {
         let steps = order.len();
         let replica = self.replica;
-        let device = resident.map(|r| r.0.device());
-        let iter = order.into_iter().skip(start).map(move |positions| {
+        let shard_of = move |positions: &[usize]| {
             let shard = replica.map(|r| r.shard(0, positions.len()));
             let part = shard
                 .as_ref()
-                .map_or(&positions[..], |s| &positions[s.labeled.clone()]);
-            match (resident, device) {
-                (Some((images, labels)), Some(device)) => {
-                    let idx = index_tensor(part.iter().copied(), device);
-                    Batch {
-                        images: images.index_select(0, &idx),
-                        labels: labels.index_select(0, &idx),
+                .map_or(positions, |s| &positions[s.labeled.clone()])
+                .to_vec();
+            (shard, part)
+        };
+        let Some((images, labels)) = resident else {
+            let jobs = order
+                .iter()
+                .skip(start)
+                .map(|positions| {
+                    let (shard, part) = shard_of(positions);
+                    HostJob {
+                        unlabeled: None,
+                        labeled: (split.clone(), part),
                         shard,
                     }
-                }
-                _ => Batch {
-                    images: split.images(part),
-                    labels: split.label_tensor(part),
-                    shard,
-                },
-            }
+                })
+                .collect();
+            return self.host(steps, jobs);
+        };
+        let device = images.device();
+        let iter = order.into_iter().skip(start).map(move |positions| {
+            let (shard, part) = shard_of(&positions);
+            let idx = index_tensor(part, device);
+            Ok(Batch {
+                images: images.index_select(0, &idx),
+                labels: labels.index_select(0, &idx),
+                shard,
+            })
         });
         Batches {
             steps,

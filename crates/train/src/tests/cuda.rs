@@ -48,7 +48,11 @@ fn config(precision: &str) -> Config {
 
 /// Runs `steps` steps of `feed` with libtorch's sync check set to error, then reads the sums.
 fn steps_without_sync<S: TrainStep>(model: &mut S, loader: &Loader, feed: Feed) -> Vec<f64> {
-    let batches: Vec<_> = loader.epoch(feed, 1, 0).unwrap().collect();
+    let batches: Vec<_> = loader
+        .epoch(feed, 1, 0)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
     // One step outside the check: first-use allocations (cuDNN, pinned memory) may sync.
     let mut sums = model.train_step(&batches[0]).unwrap().to_kind(Kind::Double);
     tch::Cuda::synchronize(0);
@@ -84,6 +88,8 @@ fn cuda_steps_never_wait_for_the_device() {
                 seed: 1,
                 resident,
                 replica: None,
+                prefetch: 2,
+                device: Device::Cuda(0),
             };
             let mut m = ContrastiveModel::new(&cfg.pretraining(), 4, compute).unwrap();
             let sums = steps_without_sync(&mut m, &loader, Feed::Zipped);

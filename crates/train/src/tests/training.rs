@@ -354,6 +354,8 @@ fn fit_fits_each_optimizers_schedule_to_its_run() {
         seed: 7,
         resident: None,
         replica: None,
+        prefetch: 2,
+        device: Device::Cpu,
     };
     let phase = |run, feed, epochs| Phase {
         run,
@@ -405,7 +407,7 @@ fn fit_fits_each_optimizers_schedule_to_its_run() {
     let sizes: Vec<usize> = wide
         .epoch(Feed::Labeled, 1, 0)
         .unwrap()
-        .map(|b| b.len())
+        .map(|b| b.unwrap().len())
         .collect();
     assert_eq!(sizes, [20, 20, 20, 4]);
     assert_eq!(baseline(&wide), (supervised(4, 20), 12));
@@ -426,6 +428,8 @@ fn contrastive_learning_and_the_baseline_really_learn() {
         seed: 7,
         resident: None,
         replica: None,
+        prefetch: 2,
+        device: Device::Cpu,
     };
     let h = fit::fit_fresh(
         &mut m,
@@ -761,6 +765,8 @@ fn epoch_metrics_read_from_the_device_equal_the_per_step_means() {
         seed: 1,
         resident: None,
         replica: None,
+        prefetch: 2,
+        device: Device::Cpu,
     };
     let mut rec = Recorder::default();
     let h = fit::fit_fresh(
@@ -811,31 +817,45 @@ fn resident_batches_are_the_host_batches() {
         seed: 3,
         resident: None,
         replica: None,
+        prefetch: 2,
+        device: Device::Cpu,
     };
     let dev = Loader {
         resident: Some(&resident),
         ..host
     };
+    // Gathered by the caller rather than on the loader thread.
+    let inline = Loader {
+        prefetch: 0,
+        ..host
+    };
+    let all = |l: &Loader, feed, epoch, start| -> Vec<Batch> {
+        l.epoch(feed, epoch, start)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
     for feed in [Feed::Zipped, Feed::Labeled] {
         for epoch in [1, 2] {
-            let (a, b) = (
-                host.epoch(feed, epoch, 0).unwrap(),
-                dev.epoch(feed, epoch, 0).unwrap(),
+            assert_eq!(
+                host.epoch(feed, epoch, 0).unwrap().steps(),
+                dev.epoch(feed, epoch, 0).unwrap().steps()
             );
-            assert_eq!(a.steps(), b.steps());
-            let mut n = 0;
-            for (x, y) in a.zip(b) {
-                assert!(x.images.equal(&y.images), "{feed:?} epoch {epoch} step {n}");
-                assert!(x.labels.equal(&y.labels));
-                n += 1;
+            let a = all(&host, feed, epoch, 0);
+            for other in [&dev, &inline] {
+                let b = all(other, feed, epoch, 0);
+                assert_eq!(a.len(), b.len());
+                for (n, (x, y)) in a.iter().zip(&b).enumerate() {
+                    assert!(x.images.equal(&y.images), "{feed:?} epoch {epoch} step {n}");
+                    assert!(x.labels.equal(&y.labels));
+                }
             }
-            assert_eq!(n, 4, "4 steps of 12 + 4 or of 4 labeled images");
+            assert_eq!(a.len(), 4, "4 steps of 12 + 4 or of 4 labeled images");
             // A resumed epoch starts mid-way: the same last batches, from either loader.
-            let all: Vec<_> = host.epoch(feed, epoch, 0).unwrap().collect();
-            for loader in [&host, &dev] {
-                let rest: Vec<_> = loader.epoch(feed, epoch, 2).unwrap().collect();
+            for loader in [&host, &dev, &inline] {
+                let rest = all(loader, feed, epoch, 2);
                 assert_eq!(rest.len(), 2, "{feed:?}");
-                for (x, y) in all[2..].iter().zip(&rest) {
+                for (x, y) in a[2..].iter().zip(&rest) {
                     assert!(x.images.equal(&y.images) && x.labels.equal(&y.labels));
                 }
                 assert_eq!(loader.epoch(feed, epoch, 9).unwrap().count(), 0);
@@ -843,7 +863,10 @@ fn resident_batches_are_the_host_batches() {
         }
     }
     let (a, b) = (host.test().unwrap(), dev.test().unwrap());
-    let (a, b): (Vec<_>, Vec<_>) = (a.collect(), b.collect());
+    let (a, b): (Vec<Batch>, Vec<Batch>) = (
+        a.collect::<Result<_, _>>().unwrap(),
+        b.collect::<Result<_, _>>().unwrap(),
+    );
     assert_eq!(a.len(), 2, "20 test images in batches of 16");
     for (x, y) in a.iter().zip(&b) {
         assert!(x.images.equal(&y.images) && x.labels.equal(&y.labels));
@@ -858,6 +881,8 @@ fn four_steps(ds: &Dataset) -> Loader<'_> {
         seed: 1,
         resident: None,
         replica: None,
+        prefetch: 2,
+        device: Device::Cpu,
     }
 }
 
