@@ -184,6 +184,7 @@ pub enum Command {
         out: PathBuf,
     },
     /// Time the real pretraining and supervised steps at the configured data set's shapes (STL-10's by default); prints JSON.
+    /// With --data, time the configured data set's input path instead (images/s, per worker).
     Bench {
         /// Timed steps (after warm-up).
         #[arg(long, default_value_t = 3)]
@@ -191,6 +192,16 @@ pub enum Command {
         /// Warm-up steps.
         #[arg(long, default_value_t = 1)]
         warmup: usize,
+        /// Time reading the configured data set (data.kind, data.root; packed, streamed or in
+        /// memory as data.streaming says) through the loader, with no step consuming it.
+        #[arg(long)]
+        data: bool,
+        /// --data: images to hand out (at least one step's).
+        #[arg(long, default_value_t = 20_000, requires = "data")]
+        images: usize,
+        /// --data: threads gathering and decoding (default: every core).
+        #[arg(long, requires = "data")]
+        workers: Option<usize>,
     },
     /// Data sets: download, inspect, export, pack and verify.
     Data {

@@ -220,7 +220,22 @@ fn run(cli: Cli, launch: Option<dist::Launch>) -> anyhow::Result<()> {
                 Predictor::load(&cfg.encoder_config(), &cfg.data, compute, &checkpoint)?;
             commands::eval::predict(&predictor, &inputs, top, &format)
         }
-        Command::Bench { steps, warmup } => {
+        Command::Bench {
+            data: true,
+            images,
+            workers,
+            ..
+        } => {
+            let workers = workers.unwrap_or_else(rayon::current_num_threads).max(1);
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(workers)
+                .build_global()
+                .map_err(|e| anyhow::anyhow!("starting {workers} worker threads: {e}"))?;
+            let report = train::bench::input::run(&data, workers, images)?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Command::Bench { steps, warmup, .. } => {
             let (pretrain, baseline) = (cfg.pretraining(), cfg.supervised_baseline());
             let steps = steps.max(1);
             let report = train::bench::run(

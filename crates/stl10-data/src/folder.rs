@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use image::imageops::FilterType;
+use fast_image_resize as fir;
 use rayon::prelude::*;
 
 use crate::config::DataConfig;
@@ -109,40 +109,80 @@ pub fn decode_planar_limited(
         path: path.to_path_buf(),
         problem,
     };
-    let reader = || {
-        image::ImageReader::new(std::io::Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| DataError::io(path, e))
-    };
-    let (w, h) = reader()?
-        .into_dimensions()
-        .map_err(|e| bad(e.to_string()))?;
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| DataError::io(path, e))?;
+    let mut limits = image::Limits::default();
+    // Room for the decoded image at up to 16 bytes per pixel (RGBA, 32-bit float).
+    limits.max_alloc = Some(max_pixels.saturating_mul(16));
+    reader.limits(limits);
+    let decoder = reader.into_decoder().map_err(|e| bad(e.to_string()))?;
+    let (w, h) = image::ImageDecoder::dimensions(&decoder);
     if u64::from(w) * u64::from(h) > max_pixels {
         return Err(bad(format!(
             "{w} x {h} pixels is more than the limit of {max_pixels}"
         )));
     }
-    let mut reader = reader()?;
-    let mut limits = image::Limits::default();
-    // Room for the decoded image at up to 16 bytes per pixel (RGBA, 32-bit float).
-    limits.max_alloc = Some(max_pixels.saturating_mul(16));
-    reader.limits(limits);
-    let img = reader.decode().map_err(|e| bad(e.to_string()))?;
-    let side = size as u32;
-    let rgb = if img.width() == side && img.height() == side {
-        img.into_rgb8()
-    } else {
-        img.resize_to_fill(side, side, FilterType::Triangle)
-            .into_rgb8()
-    };
+    let img = image::DynamicImage::from_decoder(decoder).map_err(|e| bad(e.to_string()))?;
+    let rgb = cover_and_crop(img.into_rgb8(), size as u32).map_err(bad)?;
     let plane = size * size;
     let mut out = vec![0u8; CHANNELS * plane];
-    for (i, px) in rgb.pixels().enumerate() {
+    for (i, px) in rgb.chunks_exact(CHANNELS).enumerate() {
         for c in 0..CHANNELS {
-            out[c * plane + i] = px.0[c];
+            out[c * plane + i] = px[c];
         }
     }
     Ok(out)
+}
+
+thread_local! {
+    /// Each decoding thread's resizer, its buffers kept between images.
+    static RESIZER: std::cell::RefCell<fir::Resizer> = std::cell::RefCell::new(fir::Resizer::new());
+}
+
+/// `rgb` scaled to cover a `side` x `side` square and centre-cropped, as interleaved RGB rows:
+/// image's `resize_to_fill` geometry (the scaled size rounded, the crop's offset in whole scaled
+/// pixels) with the triangle filter (bilinear, widened when shrinking), computed by
+/// fast_image_resize on the cropped part of the source only.
+fn cover_and_crop(rgb: image::RgbImage, side: u32) -> std::result::Result<Vec<u8>, String> {
+    let (w, h) = rgb.dimensions();
+    if (w, h) == (side, side) {
+        return Ok(rgb.into_raw());
+    }
+    let ratio = f64::max(
+        f64::from(side) / f64::from(w),
+        f64::from(side) / f64::from(h),
+    );
+    let scaled = |n: u32| ((f64::from(n) * ratio).round() as u32).max(side);
+    let (nw, nh) = (scaled(w), scaled(h));
+    let (cx, cy) = ((nw - side) / 2, (nh - side) / 2);
+    if (nw, nh) == (w, h) {
+        let (cx, cy, side) = (cx as usize, cy as usize, side as usize);
+        let raw = rgb.as_raw();
+        let row = w as usize * CHANNELS;
+        let mut out = Vec::with_capacity(side * side * CHANNELS);
+        for y in cy..cy + side {
+            out.extend_from_slice(&raw[y * row + cx * CHANNELS..y * row + (cx + side) * CHANNELS]);
+        }
+        return Ok(out);
+    }
+    let src = fir::images::Image::from_vec_u8(w, h, rgb.into_raw(), fir::PixelType::U8x3)
+        .map_err(|e| e.to_string())?;
+    let mut dst = fir::images::Image::new(side, side, fir::PixelType::U8x3);
+    // The crop in source pixels: scaled-image pixels times (source / scaled) on each axis.
+    let (sx, sy) = (f64::from(w) / f64::from(nw), f64::from(h) / f64::from(nh));
+    let options = fir::ResizeOptions::new()
+        .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Bilinear))
+        .crop(
+            f64::from(cx) * sx,
+            f64::from(cy) * sy,
+            f64::from(side) * sx,
+            f64::from(side) * sy,
+        );
+    RESIZER
+        .with(|r| r.borrow_mut().resize(&src, &mut dst, &options))
+        .map_err(|e| e.to_string())?;
+    Ok(dst.into_vec())
 }
 
 /// How a reader of encoded files makes its stores.

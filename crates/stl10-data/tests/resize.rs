@@ -141,3 +141,29 @@ fn a_larger_idx_image_is_resized_with_the_triangle_filter() {
         }
     }
 }
+
+#[test]
+fn a_large_wide_image_is_shrunk_to_cover_with_the_widened_triangle_filter() {
+    // 60 x 40 to 20 x 20: scaled by 1/2 to 30 x 20, then scaled columns 5..25 kept; each output
+    // pixel averages a 4-pixel-wide triangle of source pixels (the kernel widened by 2).
+    let (png, img) = patterned(60, 40);
+    let out = stl10_data::folder::decode_planar_bytes(&png, Path::new("large.png"), 20).unwrap();
+    // Within one: the two passes round to 8 bits in between, as Pillow's resize does.
+    for c in 0..3 {
+        for y in 0..20 {
+            for x in 0..20 {
+                let mut want = 0.0;
+                for (sy, wy) in taps(y, 40, 0.5) {
+                    for (sx, wx) in taps(x + 5, 60, 0.5) {
+                        want += wy * wx * f64::from(img.get_pixel(sx as u32, sy as u32).0[c]);
+                    }
+                }
+                let got = f64::from(at(&out, 20, c, y, x));
+                assert!(
+                    (got - want).abs() <= 1.0,
+                    "channel {c} at ({y}, {x}): {got} vs {want:.2}"
+                );
+            }
+        }
+    }
+}

@@ -10,6 +10,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+/// `bench --data`: the input path's images/s.
+pub mod input;
+
 use serde::Serialize;
 use stl10_data::{BatchPlan, DataConfig, DataKind, Dataset, ImageStore, Split};
 use tch::{Device, Kind, Tensor};

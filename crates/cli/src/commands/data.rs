@@ -108,7 +108,8 @@ pub fn pack(
     }
     let count = |s: &stl10_data::packed::SplitManifest| s.images;
     println!(
-        "packed {} train, {} unlabeled, {} test images ({s}x{s}) into {}: {} shards written,          {} kept from an earlier run{}",
+        "packed {} train, {} unlabeled, {} test images ({s}x{s}) into {}: {} shards written, \
+         {} kept from an earlier run{}",
         count(&manifest.train),
         count(&manifest.unlabeled),
         count(&manifest.test),
