@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes every reader of user files with libFuzzer (cargo-fuzz): the STL-10 label, class-name
-# and fold files, IDX files, image-folder decoding, CIFAR record, name and archive files, the
+# and fold files, IDX files, image-folder decoding, CIFAR record, name and archive files,
+# WebDataset tar shards, packed data sets (manifest, image and label shards), the
 # configuration with --set, and checkpoints (safetensors files and resume states).
 #
 #   scripts/fuzz.sh [RUNS] [TARGET...]     # default: 1000000 runs of every target
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 runs="${1:-1000000}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(stl10 idx image_folder cifar config checkpoint)
+[ ${#targets[@]} -gt 0 ] || targets=(stl10 idx image_folder cifar webdataset packed config checkpoint)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -O

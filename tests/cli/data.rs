@@ -438,3 +438,58 @@ fn verify_exits_1_naming_a_corrupted_shard() {
     );
     assert!(stderr.contains("differs from its manifest"), "{stderr}");
 }
+
+#[test]
+fn bench_data_times_each_input_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("folder");
+    test_support::fixtures::EncodedFixture {
+        train: 12,
+        unlabeled: 36,
+        test: 4,
+        classes: 3,
+        side: 20,
+        jpeg_every: 2,
+    }
+    .write_folder(&src)
+    .unwrap();
+    let packed = dir.path().join("packed");
+    let folder = format!("data.root={}", src.display());
+    let common = ["data.image_size=16", "data.batch_size=12"];
+    let with = |args: &[&'static str], sets: &[&str]| -> serde_json::Value {
+        let mut all: Vec<&str> = args.to_vec();
+        for s in sets.iter().chain(&common) {
+            all.extend(["--set", s]);
+        }
+        let out = ok(&all);
+        serde_json::from_str(out.lines().last().unwrap()).unwrap()
+    };
+    let bench = ["bench", "--data", "--images", "100", "--workers", "1"];
+    let memory = with(
+        &bench,
+        &["data.kind=folder", &folder, "data.streaming=never"],
+    );
+    let streamed = with(
+        &bench,
+        &["data.kind=folder", &folder, "data.streaming=always"],
+    );
+    let mut args = vec!["data", "pack", "--out", packed.to_str().unwrap()];
+    let sets = ["data.kind=folder".to_string(), folder.clone()];
+    for s in sets.iter().map(String::as_str).chain(common) {
+        args.extend(["--set", s]);
+    }
+    ok(&args);
+    let root = format!("data.root={}", packed.display());
+    let from_pack = with(&bench, &["data.kind=packed", &root]);
+    for (report, path) in [
+        (&memory, "in memory (decoded before training)"),
+        (&streamed, "streamed (decoded batch by batch)"),
+        (&from_pack, "packed (memory-mapped shards)"),
+    ] {
+        assert_eq!(report["path"], path, "{report}");
+        // Steps of 9 + 3 images (four an epoch) until 100 are handed out: 9 steps, 108 images.
+        assert_eq!(report["images"], 108, "{report}");
+        assert_eq!(report["batch_images"], 12, "{report}");
+        assert!(report["images_per_s"].as_f64().unwrap() > 0.0, "{report}");
+    }
+}

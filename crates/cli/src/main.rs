@@ -226,7 +226,8 @@ fn run(cli: Cli, launch: Option<dist::Launch>) -> anyhow::Result<()> {
             workers,
             ..
         } => {
-            let workers = workers.unwrap_or_else(rayon::current_num_threads).max(1);
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            let workers = workers.unwrap_or(cores).max(1);
             rayon::ThreadPoolBuilder::new()
                 .num_threads(workers)
                 .build_global()

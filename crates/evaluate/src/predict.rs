@@ -132,7 +132,7 @@ impl Predictor {
             classifier,
             class_names: class_names(path, data, classes)?,
             compute,
-            kind: data.kind,
+            kind: stl10_data::packed::prepared_as(data),
             size: data.image_size,
         })
     }

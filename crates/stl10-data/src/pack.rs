@@ -83,6 +83,7 @@ struct Plan {
     shard_images: usize,
     source_images: [usize; 3],
     folds: bool,
+    skip_unreadable: bool,
 }
 
 const SPLITS: [&str; 3] = ["train", "unlabeled", "test"];
@@ -160,6 +161,37 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     serde_json::from_str(&text).map_err(|e| DataError::format(path, format!("unreadable: {e}")))
 }
 
+/// Makes the renames in `dir` durable (a folder that does not exist has none).
+fn sync_dir(dir: &Path) -> Result<()> {
+    match std::fs::File::open(dir) {
+        Ok(f) => f.sync_all().map_err(|e| DataError::io(dir, e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(DataError::io(dir, e)),
+    }
+}
+
+/// Deletes what an interrupted run left half-written: the temporary files (`.tmp*`) of `out`
+/// and its split folders.
+fn remove_temporary_files(out: &Path, splits: &[&str]) {
+    for dir in splits
+        .iter()
+        .map(|s| out.join(s))
+        .chain([out.to_path_buf()])
+    {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for path in entries.flatten().map(|e| e.path()) {
+            let temporary = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".tmp"));
+            if temporary && path.is_file() {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+}
+
 /// Whether every file of `record` still hashes to what it says.
 fn intact(root: &Path, record: &ShardRecord) -> bool {
     record.files.iter().all(|f| {
@@ -177,18 +209,29 @@ fn write_shard(
     skip: bool,
 ) -> Result<ShardRecord> {
     let store = split.store();
-    let decoded: Vec<(usize, Result<Vec<u8>>)> = (first..first + covers)
-        .into_par_iter()
-        .map(|p| (p, store.rgb(split.store_index(p))))
-        .collect();
     let size = split.image_size();
-    let mut pixels = Vec::with_capacity(covers * CHANNELS * size * size);
+    let n = CHANNELS * size * size;
+    // Decoded on all cores straight into the shard's buffer: memory holds one shard.
+    let mut pixels = vec![0u8; covers * n];
+    let decoded: Vec<Result<()>> = pixels
+        .par_chunks_mut(n)
+        .zip(first..first + covers)
+        .map(|(out, p)| {
+            let rgb = store.rgb(split.store_index(p))?;
+            out.copy_from_slice(&rgb);
+            Ok(())
+        })
+        .collect();
     let (mut labels, mut sources, mut skipped) = (Vec::new(), String::new(), Vec::new());
-    for (p, image) in decoded {
+    let mut kept = 0;
+    for (p, image) in (first..).zip(decoded) {
         let source = store.source(split.store_index(p));
         match image {
-            Ok(rgb) => {
-                pixels.extend_from_slice(&rgb);
+            Ok(()) => {
+                // Skipped images leave gaps: the kept ones move down over them.
+                let at = (p - first) * n;
+                pixels.copy_within(at..at + n, kept * n);
+                kept += 1;
                 if let Some(l) = split.labels() {
                     labels.push(l[p]);
                 }
@@ -208,7 +251,8 @@ fn write_shard(
             Err(e) => return Err(e),
         }
     }
-    let images = pixels.len() / (CHANNELS * size * size);
+    pixels.truncate(kept * n);
+    let images = kept;
     let stem = |what: &str, ext: &str| format!("{name}/{what}-{index:05}.{ext}");
     let array = ArrayView4::from_shape((images, size, size, CHANNELS), &pixels)
         .map_err(|e| DataError::format(root, e.to_string()))?;
@@ -233,7 +277,13 @@ fn write_shard(
     })
 }
 
-fn plan_of(cfg: &DataConfig, ds: &Dataset, shard_images: usize, folds: bool) -> Plan {
+fn plan_of(
+    cfg: &DataConfig,
+    ds: &Dataset,
+    shard_images: usize,
+    folds: bool,
+    skip_unreadable: bool,
+) -> Plan {
     Plan {
         format: FORMAT.into(),
         image_size: ds.image_size,
@@ -243,6 +293,7 @@ fn plan_of(cfg: &DataConfig, ds: &Dataset, shard_images: usize, folds: bool) -> 
         shard_images,
         source_images: [ds.train.len(), ds.unlabeled.len(), ds.test.len()],
         folds,
+        skip_unreadable,
     }
 }
 
@@ -282,6 +333,25 @@ pub fn pack(
     }
     if out.join(MANIFEST).is_file() {
         let manifest = Manifest::read(out)?;
+        let root = std::path::absolute(&cfg.root).unwrap_or_else(|_| cfg.root.clone());
+        let same = (
+            &manifest.source_kind,
+            &manifest.source_root,
+            manifest.image_size,
+        ) == (&kind_name(cfg.kind), &root, cfg.image_size);
+        if !same {
+            return Err(DataError::format(
+                out.join(MANIFEST),
+                format!(
+                    "{} holds a pack of another source ({} at {}, {s}x{s}); pack into another \
+                     folder",
+                    out.display(),
+                    manifest.source_kind,
+                    manifest.source_root.display(),
+                    s = manifest.image_size
+                ),
+            ));
+        }
         return Ok(PackOutcome {
             manifest: Some(manifest),
             shards_written: 0,
@@ -291,11 +361,17 @@ pub fn pack(
     }
     let ds = crate::read(cfg, true)?;
     let image_bytes = CHANNELS * ds.image_size * ds.image_size;
-    let shard_images = options.shard_bytes.div_ceil(image_bytes).max(1);
+    let shard_images = (options.shard_bytes / image_bytes).max(1);
     let folds_file = (cfg.kind == DataKind::Stl10)
         .then(|| crate::stl10::binary_dir(&cfg.root).join(FOLDS))
         .filter(|p| p.is_file());
-    let plan = plan_of(cfg, &ds, shard_images, folds_file.is_some());
+    let plan = plan_of(
+        cfg,
+        &ds,
+        shard_images,
+        folds_file.is_some(),
+        options.skip_unreadable,
+    );
     let plan_path = out.join(PLAN);
     if plan_path.is_file() {
         let earlier: Plan = read_json(&plan_path)?;
@@ -303,11 +379,17 @@ pub fn pack(
             return Err(DataError::format(
                 &plan_path,
                 format!(
-                    "an unfinished pack of another source or shard size is here ({} at {}, \
-                     {} images a shard); pack into another folder or delete this one",
+                    "an unfinished pack of another source or options is here ({} at {}, {} \
+                     images a shard, {}); run it as it was, pack into another folder, or delete \
+                     this one",
                     earlier.source_kind,
                     earlier.source_root.display(),
-                    earlier.shard_images
+                    earlier.shard_images,
+                    if earlier.skip_unreadable {
+                        "--skip-unreadable"
+                    } else {
+                        "stopping at unreadable images"
+                    }
                 ),
             ));
         }
@@ -315,12 +397,16 @@ pub fn pack(
         std::fs::create_dir_all(out).map_err(|e| DataError::io(out, e))?;
         write_json(out, PLAN, &plan)?;
     }
-    if let Some(folds) = &folds_file {
-        let text = std::fs::read(folds).map_err(|e| DataError::io(folds, e))?;
-        write_file(out, FOLDS, |w| {
-            w.write_all(&text).map_err(|e| e.to_string())
-        })?;
-    }
+    remove_temporary_files(out, &SPLITS);
+    let folds = match &folds_file {
+        Some(folds) => {
+            let text = std::fs::read(folds).map_err(|e| DataError::io(folds, e))?;
+            Some(write_file(out, FOLDS, |w| {
+                w.write_all(&text).map_err(|e| e.to_string())
+            })?)
+        }
+        None => None,
+    };
 
     let splits = [&ds.train, &ds.unlabeled, &ds.test];
     let cuts = |n: usize| {
@@ -387,12 +473,21 @@ pub fn pack(
         source_kind: plan.source_kind,
         source_root: plan.source_root,
         class_names: ds.class_names.clone(),
-        folds: plan.folds,
+        folds,
         train: split_manifest(train, true),
         unlabeled: split_manifest(unlabeled, false),
         test: split_manifest(test, true),
     };
+    // Every shard's rename is on disk before the manifest that vouches for it.
+    for dir in SPLITS
+        .iter()
+        .map(|s| out.join(s))
+        .chain([out.to_path_buf()])
+    {
+        sync_dir(&dir)?;
+    }
     write_json(out, MANIFEST, &manifest)?;
+    sync_dir(out)?;
     // The manifest now vouches for every shard; the plan and the records served the resume.
     for (name, split) in SPLITS.iter().zip(splits) {
         for (k, _, _) in cuts(split.len()) {

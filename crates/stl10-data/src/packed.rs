@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use memmap2::Mmap;
-use ndarray::{ArrayView4, Ix1};
-use ndarray_npy::{ReadNpyExt, ViewNpyExt};
+use ndarray::{ArrayView1, ArrayView4};
+use ndarray_npy::ViewNpyExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -49,8 +49,8 @@ pub struct Manifest {
     pub source_kind: String,
     pub source_root: PathBuf,
     pub class_names: Vec<String>,
-    /// Whether `fold_indices.txt` (STL-10's folds) is packed.
-    pub folds: bool,
+    /// `fold_indices.txt` (STL-10's folds), when packed.
+    pub folds: Option<FileRecord>,
     pub train: SplitManifest,
     pub unlabeled: SplitManifest,
     pub test: SplitManifest,
@@ -106,6 +106,14 @@ impl Manifest {
         ]
     }
 
+    /// Every file it vouches for.
+    pub fn files(&self) -> impl Iterator<Item = &FileRecord> {
+        self.splits()
+            .into_iter()
+            .flat_map(|(_, s)| s.shards.iter().flat_map(|r| r.files.iter()))
+            .chain(&self.folds)
+    }
+
     /// Every image skipped while packing.
     pub fn skipped(&self) -> impl Iterator<Item = &Skipped> {
         self.splits()
@@ -135,8 +143,44 @@ impl Manifest {
                 format!("format '{}', expected '{FORMAT}'", manifest.format),
             ));
         }
+        let sizes = 1..=crate::config::MAX_IMAGE_SIZE;
+        if !sizes.contains(&manifest.image_size) {
+            return Err(DataError::format(
+                &path,
+                format!("image_size {} is outside {sizes:?}", manifest.image_size),
+            ));
+        }
+        // Files are named below the root, never outside it.
+        let inside = |name: &str| {
+            !name.is_empty()
+                && Path::new(name)
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+        };
+        if let Some(f) = manifest.files().find(|f| !inside(&f.name)) {
+            return Err(DataError::format(
+                &path,
+                format!(
+                    "file '{}' is not a path inside the data set's folder",
+                    f.name
+                ),
+            ));
+        }
         Ok(manifest)
     }
+}
+
+/// The reader whose preparation new images should get to look like `cfg`'s training images:
+/// `cfg.kind`, or for a packed data set the kind it was packed from (an IDX pack's images are
+/// grayscale made RGB); a pack whose manifest cannot be read counts as a folder.
+pub fn prepared_as(cfg: &DataConfig) -> crate::DataKind {
+    if cfg.kind != crate::DataKind::Packed {
+        return cfg.kind;
+    }
+    Manifest::read(&cfg.root)
+        .ok()
+        .and_then(|m| serde_json::from_value(serde_json::Value::String(m.source_kind)).ok())
+        .unwrap_or(crate::DataKind::Folder)
 }
 
 /// A file's size and SHA-256, read in 1 MiB pieces.
@@ -191,6 +235,28 @@ impl Shards {
     }
 }
 
+/// Maps a file of the pack after checking its size against the manifest.
+fn map_checked(path: &Path, record: &FileRecord) -> Result<Mmap> {
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
+    if len != record.bytes {
+        return Err(DataError::format(
+            path,
+            format!(
+                "{len} bytes, the manifest says {} (truncated or rewritten? `data verify` checks \
+                 every file)",
+                record.bytes
+            ),
+        ));
+    }
+    if len == 0 {
+        return Err(DataError::format(path, "is empty"));
+    }
+    // SAFETY: opened read-only; a packed data set is not written while it is read (packing
+    // writes new files and renames them into place).
+    unsafe { Mmap::map(&file) }.map_err(|e| DataError::io(path, e))
+}
+
 /// Maps an image shard and checks its size and `.npy` header: uint8, `[images, size, size, 3]`,
 /// C order.
 fn map_shard(
@@ -199,21 +265,7 @@ fn map_shard(
     images: usize,
     size: usize,
 ) -> Result<(Mmap, usize)> {
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
-    if len != record.bytes {
-        return Err(DataError::format(
-            path,
-            format!(
-                "{len} bytes, the manifest says {} (truncated or rewritten? `data verify` checks \
-                 every shard)",
-                record.bytes
-            ),
-        ));
-    }
-    // SAFETY: opened read-only; a packed data set is not written while it is read (packing
-    // writes new files and renames them into place).
-    let map = unsafe { Mmap::map(&file) }.map_err(|e| DataError::io(path, e))?;
+    let map = map_checked(path, record)?;
     let view = ArrayView4::<u8>::view_npy(&map)
         .map_err(|e| DataError::format(path, format!("not a uint8 4-D .npy array: {e}")))?;
     let want = [images, size, size, CHANNELS];
@@ -269,8 +321,8 @@ fn open_split(
         if split.labeled {
             let file = file_named(record, "labels-").ok_or_else(|| missing("labels"))?;
             let path = root.join(&file.name);
-            let reader = File::open(&path).map_err(|e| DataError::io(&path, e))?;
-            let got = ndarray::Array::<i64, Ix1>::read_npy(std::io::BufReader::new(reader))
+            let map = map_checked(&path, file)?;
+            let got = ArrayView1::<i64>::view_npy(&map)
                 .map_err(|e| DataError::format(&path, format!("not an int64 .npy vector: {e}")))?;
             if got.len() != record.images {
                 return Err(DataError::format(
@@ -321,7 +373,7 @@ pub fn load(cfg: &DataConfig) -> Result<Dataset> {
     let classes = m.class_names.len();
     let mut train = open_split(root, "train", &m.train, m.image_size, classes)?;
     if let Some(fold) = cfg.fold {
-        if !m.folds {
+        let Some(folds) = &m.folds else {
             return Err(DataError::config(
                 "fold",
                 format!(
@@ -329,8 +381,12 @@ pub fn load(cfg: &DataConfig) -> Result<Dataset> {
                     root.display()
                 ),
             ));
-        }
-        let indices = crate::stl10::read_fold(&root.join(FOLDS), fold, train.len())?;
+        };
+        let path = root.join(&folds.name);
+        let map = map_checked(&path, folds)?;
+        let text =
+            std::str::from_utf8(&map).map_err(|_| DataError::format(&path, "is not text"))?;
+        let indices = crate::stl10::parse_fold(text, fold, train.len(), &path)?;
         train = train.select(&indices);
     }
     let unlabeled = open_split(root, "unlabeled", &m.unlabeled, m.image_size, classes)?;
@@ -360,30 +416,26 @@ pub struct Verified {
 pub fn verify(root: &Path) -> Result<Verified> {
     let m = Manifest::read(root)?;
     let mut out = Verified::default();
-    for (_, split) in m.splits() {
-        for record in &split.shards {
-            for file in &record.files {
-                let path = root.join(&file.name);
-                out.files += 1;
-                match hash_file(&path) {
-                    Err(e) => out.problems.push(e.to_string()),
-                    Ok((bytes, sha)) => {
-                        out.bytes += bytes;
-                        if bytes != file.bytes {
-                            out.problems.push(format!(
-                                "{}: {bytes} bytes, the manifest says {}",
-                                path.display(),
-                                file.bytes
-                            ));
-                        } else if sha != file.sha256 {
-                            out.problems.push(format!(
-                                "{}: SHA-256 mismatch: the file hashes to {sha}, the manifest \
-                                 says {}",
-                                path.display(),
-                                file.sha256
-                            ));
-                        }
-                    }
+    for file in m.files() {
+        let path = root.join(&file.name);
+        out.files += 1;
+        match hash_file(&path) {
+            Err(e) => out.problems.push(e.to_string()),
+            Ok((bytes, sha)) => {
+                out.bytes += bytes;
+                if bytes != file.bytes {
+                    out.problems.push(format!(
+                        "{}: {bytes} bytes, the manifest says {}",
+                        path.display(),
+                        file.bytes
+                    ));
+                } else if sha != file.sha256 {
+                    out.problems.push(format!(
+                        "{}: SHA-256 mismatch: the file hashes to {sha}, the manifest \
+                         says {}",
+                        path.display(),
+                        file.sha256
+                    ));
                 }
             }
         }

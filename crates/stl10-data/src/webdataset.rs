@@ -1,6 +1,7 @@
 //! WebDataset tar shards: `ROOT/train/*.tar`, optional `ROOT/unlabeled/*.tar` and
-//! `ROOT/test/*.tar`, each sample a group of members sharing a key (`KEY.jpg` or `KEY.png`, and
-//! in labeled shards `KEY.cls`, the class number as text). Class names come from
+//! `ROOT/test/*.tar`, each sample the members of a shard sharing a key (`KEY.jpg` or `KEY.png`,
+//! and in labeled shards `KEY.cls`, the class number as text; keys with neither, and hidden
+//! files, are ignored). Class names come from
 //! `ROOT/classes.txt` (one a line) when present, else they are the numbers themselves.
 //!
 //! Shards are indexed, not unpacked: each image is read at its offset when a batch needs it (or
@@ -39,11 +40,13 @@ fn shards(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-/// A sample's key and member extension: WebDataset's split at the first dot of the file name.
+/// A sample's key and member extension: WebDataset's split at the first dot of the file name,
+/// which must have a character before it (hidden files such as macOS's `._x.jpg` have none and
+/// are not samples).
 fn key_and_extension(name: &str) -> Option<(&str, String)> {
     let base = name.rfind('/').map_or(0, |i| i + 1);
     let dot = name[base..].find('.')? + base;
-    Some((&name[..dot], name[dot + 1..].to_ascii_lowercase()))
+    (dot > base).then(|| (&name[..dot], name[dot + 1..].to_ascii_lowercase()))
 }
 
 /// A sample's image member (name, offset, length) and class, as far as read.
@@ -55,6 +58,7 @@ fn index_split(dir: &Path, labeled: bool) -> Result<(Encoded, Vec<i64>)> {
     let mut labels = Vec::new();
     for shard in shards(dir)? {
         let file = File::open(&shard).map_err(|e| DataError::io(&shard, e))?;
+        let shard_len = file.metadata().map_err(|e| DataError::io(&shard, e))?.len();
         let number = enc.push_file(shard.clone());
         let mut archive = tar::Archive::new(file);
         let entries = archive
@@ -84,7 +88,14 @@ fn index_split(dir: &Path, labeled: bool) -> Result<(Encoded, Vec<i64>)> {
                         format!("sample '{key}' has more than one image"),
                     ));
                 }
-                sample.0 = Some((name, entry.raw_file_position(), entry.size()));
+                let (offset, len) = (entry.raw_file_position(), entry.size());
+                if offset.checked_add(len).is_none_or(|end| end > shard_len) {
+                    return Err(DataError::format(
+                        &shard,
+                        format!("{name}: {len} bytes at {offset} run past the shard's end"),
+                    ));
+                }
+                sample.0 = Some((name, offset, len));
             } else if ext == "cls" && labeled {
                 let mut text = String::new();
                 entry
@@ -104,6 +115,10 @@ fn index_split(dir: &Path, labeled: bool) -> Result<(Encoded, Vec<i64>)> {
         for key in order {
             let (image, class) = samples.remove(&key).unwrap_or_default();
             let Some((name, offset, len)) = image else {
+                if class.is_none() {
+                    // Only members of other kinds (`.json`, `.txt`): not an image sample.
+                    continue;
+                }
                 return Err(DataError::format(
                     &shard,
                     format!("sample '{key}' has no .jpg, .jpeg or .png member"),
@@ -242,5 +257,6 @@ mod tests {
         );
         assert_eq!(key_and_extension("x.cls"), Some(("x", "cls".into())));
         assert_eq!(key_and_extension("dir.d/noext"), None);
+        assert_eq!(key_and_extension("dir/._x01.jpg"), None);
     }
 }

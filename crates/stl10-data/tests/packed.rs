@@ -221,9 +221,17 @@ fn an_interrupted_pack_resumes_to_the_same_bytes_keeping_finished_shards() {
             y.display()
         );
     }
-    // Run again: nothing to do.
+    // Run again: nothing to do; another source into the same folder is refused.
     let again = pack(&source, &resumed, &options, &mut ()).unwrap();
     assert!(again.already_packed);
+    let other = DataConfig {
+        image_size: 8,
+        ..source.clone()
+    };
+    let err = pack(&other, &resumed, &options, &mut ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("a pack of another source (folder at"), "{err}");
 }
 
 #[test]
@@ -507,4 +515,73 @@ fn a_packed_data_set_is_read_at_its_own_size_and_with_stl10_folds() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("not a packed data set"), "{err}");
+}
+
+#[test]
+fn the_folds_file_is_vouched_for_and_manifest_paths_stay_inside() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("stl10");
+    write_stl10(&src, 20, 4, 4).unwrap();
+    let out = dir.path().join("packed");
+    pack(
+        &cfg(DataKind::Stl10, &src, 96),
+        &out,
+        &PackOptions::default(),
+        &mut (),
+    )
+    .unwrap();
+    let folds = out.join("fold_indices.txt");
+    let mut text = std::fs::read(&folds).unwrap();
+    text[0] = if text[0] == b'1' { b'2' } else { b'1' };
+    std::fs::write(&folds, &text).unwrap();
+    let problems = verify(&out).unwrap().problems;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("fold_indices.txt: SHA-256 mismatch"),
+        "{problems:?}"
+    );
+
+    let manifest = out.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let outside = text.replacen("\"train/images-00000.npy\"", "\"../elsewhere.npy\"", 1);
+    assert_ne!(text, outside);
+    std::fs::write(&manifest, outside).unwrap();
+    let err = load(&cfg(DataKind::Packed, &out, 96), 0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("'../elsewhere.npy' is not a path inside"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_tar_member_claiming_more_bytes_than_its_shard_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("train")).unwrap();
+    let png = test_support::fixtures::encoded_image(0, 8, false);
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, bytes) in [("a.cls", &b"0"[..]), ("a.png", &png[..])] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, name, bytes).unwrap();
+    }
+    let mut bytes = tar.into_inner().unwrap();
+    // The second header (after the first's 512-byte header and 512-byte block) claims 64 GiB.
+    let header = &mut bytes[1024..1536];
+    header[124..136].copy_from_slice(b"00001000000\0");
+    header[148..156].copy_from_slice(b"        ");
+    let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
+    header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    std::fs::write(root.join("train/big.tar"), bytes).unwrap();
+    let err = load(&cfg(DataKind::Webdataset, root, 8), 0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("big.tar") && err.contains("a.png") && err.contains("past the shard's end"),
+        "{err}"
+    );
 }

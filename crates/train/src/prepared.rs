@@ -61,7 +61,9 @@ impl Prepared {
             plan.describe()
         );
         let device = compute.device;
-        let resident = (device.is_cuda() && settings.resident_data)
+        // Streamed files stay on disk: a resident copy would decode them all first.
+        let streamed = ds.unlabeled.store().decodes() || ds.train.store().decodes();
+        let resident = (device.is_cuda() && settings.resident_data && !streamed)
             .then(|| match Resident::upload(&ds, device) {
                 Ok(r) => {
                     tracing::info!(bytes = r.bytes(), "data set resident on {device:?}");

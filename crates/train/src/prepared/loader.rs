@@ -9,8 +9,8 @@
 //!
 //! Host batches are gathered (memory-mapped shards copied, streamed files decoded) on a loader
 //! thread `data.prefetch` batches ahead of the step, pinned there on CUDA, so the step does not
-//! wait for them; the queue is bounded, so memory holds that many batches whatever the data
-//! set's size.
+//! wait for them; the queue is bounded, so memory holds that many batches (and the one being
+//! gathered, and the step's) whatever the data set's size.
 //!
 //! In a data-parallel run each rank's loader hands out only the rank's [`Shard`] of every step
 //! (its part of the step's unlabeled and of its labeled images, and of each test batch): every
@@ -205,7 +205,21 @@ impl Iterator for Prefetched {
     type Item = Result<Batch>;
 
     fn next(&mut self) -> Option<Result<Batch>> {
-        self.rx.as_ref()?.recv().ok()
+        match self.rx.as_ref()?.recv() {
+            Ok(batch) => Some(batch),
+            // The thread is done: every batch handed out, or it panicked (an error then, not a
+            // short epoch).
+            Err(_) => {
+                self.rx = None;
+                let panicked = self.worker.take().is_some_and(|w| w.join().is_err());
+                panicked.then(|| {
+                    Err(TrainError::Io {
+                        path: "loader thread".into(),
+                        source: std::io::Error::other("panicked while gathering a batch"),
+                    })
+                })
+            }
+        }
     }
 }
 
