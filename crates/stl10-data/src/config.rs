@@ -182,10 +182,11 @@ impl DataConfig {
                 format!("CIFAR images are 32x32, got {}", self.image_size),
             ));
         }
-        if self.class_names.is_some() && self.kind != DataKind::Idx {
+        if self.class_names.is_some() && !matches!(self.kind, DataKind::Idx | DataKind::Packed) {
             return Err(DataError::config(
                 "class_names",
-                "only IDX sources take class names (STL-10 and folders carry their own)",
+                "only IDX sources take class names (STL-10 and folders carry their own; a pack \
+                 checks them against its own)",
             ));
         }
         Ok(())

@@ -153,7 +153,7 @@ impl ImageStore {
         let n = self.image_bytes();
         let mut buf = vec![0u8; indices.len() * n];
         let copy = |(out, &i): (&mut [u8], &usize)| -> Result<()> {
-            out.copy_from_slice(&self.raw(i)?);
+            to_chw(&self.raw(i)?, out, self.layout, self.size);
             Ok(())
         };
         if indices.len() >= PARALLEL_GATHER || self.decodes() {
@@ -164,18 +164,7 @@ impl ImageStore {
             buf.chunks_mut(n.max(1)).zip(indices).try_for_each(copy)?;
         }
         let (s, k) = (self.size as i64, indices.len() as i64);
-        let c = CHANNELS as i64;
-        Ok(match self.layout {
-            Layout::Chw => Tensor::from_slice(&buf).view([k, c, s, s]),
-            Layout::Cwh => Tensor::from_slice(&buf)
-                .view([k, c, s, s])
-                .transpose(2, 3)
-                .contiguous(),
-            Layout::Hwc => Tensor::from_slice(&buf)
-                .view([k, s, s, c])
-                .permute([0, 3, 1, 2])
-                .contiguous(),
-        })
+        Ok(Tensor::from_slice(&buf).view([k, CHANNELS as i64, s, s]))
     }
 
     /// Image `i` as interleaved RGB rows (`[H][W][C]`), for encoders such as PNG and for
@@ -209,6 +198,32 @@ impl ImageStore {
             Pixels::Encoded(e) => e.source(i),
             Pixels::Shards(s) => s.source(i),
             _ => format!("{}#{i}", self.origin.as_deref().unwrap_or("")),
+        }
+    }
+}
+
+/// One image's bytes in `layout` written to `out` as `[C][H][W]` (in plain loops: gathering
+/// runs beside the step, whose threads libtorch's own copy kernels would compete with).
+fn to_chw(raw: &[u8], out: &mut [u8], layout: Layout, size: usize) {
+    let plane = size * size;
+    match layout {
+        Layout::Chw => out.copy_from_slice(raw),
+        Layout::Cwh => {
+            for c in 0..CHANNELS {
+                let (from, to) = (&raw[c * plane..][..plane], &mut out[c * plane..][..plane]);
+                for col in 0..size {
+                    for row in 0..size {
+                        to[row * size + col] = from[col * size + row];
+                    }
+                }
+            }
+        }
+        Layout::Hwc => {
+            for (i, px) in raw.chunks_exact(CHANNELS).enumerate() {
+                for (c, &v) in px.iter().enumerate() {
+                    out[c * plane + i] = v;
+                }
+            }
         }
     }
 }

@@ -70,6 +70,9 @@ pub struct PackOutcome {
     pub shards_kept: usize,
     /// The pack was already finished: nothing was read or written.
     pub already_packed: bool,
+    /// The configuration's training-time selections (`data.fold`, `data.labeled_per_class`)
+    /// that packing set aside: a pack keeps every image, and they apply when training on it.
+    pub set_aside: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -299,7 +302,7 @@ fn plan_of(
 
 /// Packs the data set `cfg` describes into `out`, telling `observer` how it goes. Every image
 /// of every split is packed: `data.fold` and `data.labeled_per_class` apply when training on
-/// the pack, and are refused here.
+/// the pack, and are set aside here ([`PackOutcome::set_aside`]).
 pub fn pack(
     cfg: &DataConfig,
     out: &Path,
@@ -313,19 +316,19 @@ pub fn pack(
             "the source is packed already (`data verify` checks it)",
         ));
     }
-    if cfg.fold.is_some() {
-        return Err(DataError::config(
-            "fold",
-            "a pack keeps every training image and STL-10's folds; set data.fold when \
-             training on it",
-        ));
-    }
-    if cfg.labeled_per_class.is_some() {
-        return Err(DataError::config(
-            "labeled_per_class",
-            "a pack keeps every label; set data.labeled_per_class when training on it",
-        ));
-    }
+    // Selections made when training: the pack keeps every image, label and fold.
+    let set_aside: Vec<&'static str> = [
+        cfg.fold.map(|_| "data.fold"),
+        cfg.labeled_per_class.map(|_| "data.labeled_per_class"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let cfg = &DataConfig {
+        fold: None,
+        labeled_per_class: None,
+        ..cfg.clone()
+    };
     if options.shard_bytes == 0 {
         return Err(DataError::Batching(
             "the shard size must be at least 1 byte (--shard-mib)".into(),
@@ -357,6 +360,7 @@ pub fn pack(
             shards_written: 0,
             shards_kept: 0,
             already_packed: true,
+            set_aside,
         });
     }
     let ds = crate::read(cfg, true)?;
@@ -446,6 +450,7 @@ pub fn pack(
                     shards_written: written,
                     shards_kept: kept,
                     already_packed: false,
+                    set_aside,
                 });
             }
             let record = write_shard(
@@ -500,5 +505,6 @@ pub fn pack(
         shards_written: written,
         shards_kept: kept,
         already_packed: false,
+        set_aside,
     })
 }

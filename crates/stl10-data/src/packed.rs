@@ -370,6 +370,16 @@ pub fn load(cfg: &DataConfig) -> Result<Dataset> {
             ),
         ));
     }
+    if let Some(names) = cfg.class_names.as_ref().filter(|n| **n != m.class_names) {
+        return Err(DataError::config(
+            "class_names",
+            format!(
+                "{names:?} differ from the classes packed at {}: {:?}",
+                root.display(),
+                m.class_names
+            ),
+        ));
+    }
     let classes = m.class_names.len();
     let mut train = open_split(root, "train", &m.train, m.image_size, classes)?;
     if let Some(fold) = cfg.fold {

@@ -83,6 +83,9 @@ pub fn pack(
     let mut bar = crate::progress::Packing::new(show_bar);
     let outcome = stl10_data::pack::pack(&data.data, out, options, &mut bar)?;
     bar.finish();
+    for key in &outcome.set_aside {
+        println!("{key} set aside: the pack keeps every image; it applies when training on it");
+    }
     if outcome.already_packed {
         println!(
             "already packed: {} (`simclr-cli data verify {}` checks it)",
