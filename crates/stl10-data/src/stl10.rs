@@ -90,14 +90,18 @@ pub fn read_class_names(path: &Path) -> Result<Vec<String>> {
     parse_class_names(&text, path)
 }
 
-/// [`read_class_names`] on the file's text; `path` names the file in errors.
-pub fn parse_class_names(text: &str, path: &Path) -> Result<Vec<String>> {
-    let names: Vec<String> = text
-        .lines()
+/// The non-blank lines of a class-name file, trimmed.
+pub(crate) fn name_lines(text: &str) -> Vec<String> {
+    text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .map(String::from)
-        .collect();
+        .collect()
+}
+
+/// [`read_class_names`] on the file's text; `path` names the file in errors.
+pub fn parse_class_names(text: &str, path: &Path) -> Result<Vec<String>> {
+    let names = name_lines(text);
     if names.len() != CLASSES {
         return Err(DataError::format(
             path,

@@ -141,12 +141,7 @@ fn class_names(root: &Path, labels: &[i64]) -> Result<Vec<String>> {
     let path = root.join("classes.txt");
     if path.is_file() {
         let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
-        let names: Vec<String> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect();
+        let names = crate::stl10::name_lines(&text);
         if names.is_empty() {
             return Err(DataError::format(&path, "holds no class names"));
         }

@@ -37,6 +37,26 @@ fn shards_of(images: usize, size: usize) -> PackOptions {
     }
 }
 
+/// An STL-10 fixture of `(train, test, unlabeled)` images in `dir/stl10`, packed into
+/// `dir/packed` in one shard a split.
+fn stl10_packed(dir: &Path, (train, test, unlabeled): (usize, usize, usize)) -> (PathBuf, PathBuf) {
+    let (src, out) = (dir.join("stl10"), dir.join("packed"));
+    write_stl10(&src, train, test, unlabeled).unwrap();
+    pack(
+        &cfg(DataKind::Stl10, &src, 96),
+        &out,
+        &PackOptions::default(),
+        &mut (),
+    )
+    .unwrap();
+    (src, out)
+}
+
+/// The error loading `root` as `kind` at `size` gives.
+fn load_err(kind: DataKind, root: &Path, size: usize) -> String {
+    load(&cfg(kind, root, size), 0).unwrap_err().to_string()
+}
+
 fn packed(root: &Path, size: usize) -> Dataset {
     load(&cfg(DataKind::Packed, root, size), 0).unwrap()
 }
@@ -107,16 +127,7 @@ fn every_source_kind_packs_and_reads_back_bit_for_bit() {
 #[test]
 fn packed_shards_are_plain_npy_arrays_of_hwc_images() {
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("stl10");
-    write_stl10(&src, 3, 2, 2).unwrap();
-    let out = dir.path().join("packed");
-    pack(
-        &cfg(DataKind::Stl10, &src, 96),
-        &out,
-        &PackOptions::default(),
-        &mut (),
-    )
-    .unwrap();
+    let (_, out) = stl10_packed(dir.path(), (3, 2, 2));
     let bytes = std::fs::read(out.join("train/images-00000.npy")).unwrap();
     assert_eq!(&bytes[..6], b"\x93NUMPY");
     let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
@@ -289,9 +300,7 @@ fn verify_names_a_flipped_byte_and_training_a_truncated_shard() {
 
     bytes.truncate(bytes.len() - 7);
     std::fs::write(&shard, &bytes).unwrap();
-    let err = load(&cfg(DataKind::Packed, &out, 96), 0)
-        .unwrap_err()
-        .to_string();
+    let err = load_err(DataKind::Packed, &out, 96);
     assert!(err.contains("unlabeled/images-00001.npy"), "{err}");
     assert!(err.contains("the manifest says"), "{err}");
 }
@@ -301,14 +310,16 @@ fn unreadable_images_stop_the_pack_naming_them_or_are_skipped_and_listed() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("folder");
     FIXTURE.write_folder(&src).unwrap();
-    let broken = src.join("train/class_1/00001.png");
-    std::fs::write(&broken, b"not an image at all").unwrap();
+    // A JPEG cut short: its header reads, its pixels do not.
+    let broken = src.join("train/class_3/00003.jpg");
+    let bytes = std::fs::read(&broken).unwrap();
+    std::fs::write(&broken, &bytes[..bytes.len() / 3]).unwrap();
     let source = cfg(DataKind::Folder, &src, 16);
     let out = dir.path().join("packed");
     let err = pack(&source, &out, &shards_of(8, 16), &mut ())
         .unwrap_err()
         .to_string();
-    assert!(err.contains("class_1/00001.png"), "{err}");
+    assert!(err.contains("class_3/00003.jpg"), "{err}");
 
     let skipping = PackOptions {
         skip_unreadable: true,
@@ -321,7 +332,7 @@ fn unreadable_images_stop_the_pack_naming_them_or_are_skipped_and_listed() {
         .unwrap();
     let skipped: Vec<_> = manifest.skipped().collect();
     assert_eq!(skipped.len(), 1);
-    assert!(skipped[0].source.ends_with("class_1/00001.png"));
+    assert!(skipped[0].source.ends_with("class_3/00003.jpg"));
     let back = packed(&out, 16);
     assert_eq!(back.train.len(), FIXTURE.train - 1);
     assert_eq!(back.skipped, 1);
@@ -451,41 +462,24 @@ fn webdataset_samples_without_a_class_or_an_image_are_named() {
     };
     let png = test_support::fixtures::encoded_image(0, 8, false);
     write(&[("a.png", &png), ("a.cls", b"0"), ("b.png", &png)]);
-    let err = load(&cfg(DataKind::Webdataset, root, 8), 0)
-        .unwrap_err()
-        .to_string();
+    let err = load_err(DataKind::Webdataset, root, 8);
     assert!(
         err.contains("bad.tar") && err.contains("'b' has no .cls"),
         "{err}"
     );
     write(&[("a.png", &png), ("a.cls", b"zero")]);
-    let err = load(&cfg(DataKind::Webdataset, root, 8), 0)
-        .unwrap_err()
-        .to_string();
+    let err = load_err(DataKind::Webdataset, root, 8);
     assert!(err.contains("a.cls: 'zero' is not a class number"), "{err}");
     write(&[("a.cls", b"1")]);
-    let err = load(&cfg(DataKind::Webdataset, root, 8), 0)
-        .unwrap_err()
-        .to_string();
+    let err = load_err(DataKind::Webdataset, root, 8);
     assert!(err.contains("'a' has no .jpg"), "{err}");
 }
 
 #[test]
 fn a_packed_data_set_is_read_at_its_own_size_and_with_stl10_folds() {
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("stl10");
-    write_stl10(&src, 30, 4, 8).unwrap();
-    let out = dir.path().join("packed");
-    pack(
-        &cfg(DataKind::Stl10, &src, 96),
-        &out,
-        &PackOptions::default(),
-        &mut (),
-    )
-    .unwrap();
-    let err = load(&cfg(DataKind::Packed, &out, 64), 0)
-        .unwrap_err()
-        .to_string();
+    let (src, out) = stl10_packed(dir.path(), (30, 4, 8));
+    let err = load_err(DataKind::Packed, &out, 64);
     assert!(
         err.contains("data.image_size") && err.contains("96x96"),
         "{err}"
@@ -512,25 +506,14 @@ fn a_packed_data_set_is_read_at_its_own_size_and_with_stl10_folds() {
     assert_eq!(again.set_aside, ["data.fold"]);
     let missing = dir.path().join("nothing");
     std::fs::create_dir_all(&missing).unwrap();
-    let err = load(&cfg(DataKind::Packed, &missing, 96), 0)
-        .unwrap_err()
-        .to_string();
+    let err = load_err(DataKind::Packed, &missing, 96);
     assert!(err.contains("not a packed data set"), "{err}");
 }
 
 #[test]
 fn the_folds_file_is_vouched_for_and_manifest_paths_stay_inside() {
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("stl10");
-    write_stl10(&src, 20, 4, 4).unwrap();
-    let out = dir.path().join("packed");
-    pack(
-        &cfg(DataKind::Stl10, &src, 96),
-        &out,
-        &PackOptions::default(),
-        &mut (),
-    )
-    .unwrap();
+    let (_, out) = stl10_packed(dir.path(), (20, 4, 4));
     let folds = out.join("fold_indices.txt");
     let mut text = std::fs::read(&folds).unwrap();
     text[0] = if text[0] == b'1' { b'2' } else { b'1' };
@@ -547,9 +530,7 @@ fn the_folds_file_is_vouched_for_and_manifest_paths_stay_inside() {
     let outside = text.replacen("\"train/images-00000.npy\"", "\"../elsewhere.npy\"", 1);
     assert_ne!(text, outside);
     std::fs::write(&manifest, outside).unwrap();
-    let err = load(&cfg(DataKind::Packed, &out, 96), 0)
-        .unwrap_err()
-        .to_string();
+    let err = load_err(DataKind::Packed, &out, 96);
     assert!(
         err.contains("'../elsewhere.npy' is not a path inside"),
         "{err}"
@@ -578,9 +559,7 @@ fn a_tar_member_claiming_more_bytes_than_its_shard_is_named() {
     let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
     header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
     std::fs::write(root.join("train/big.tar"), bytes).unwrap();
-    let err = load(&cfg(DataKind::Webdataset, root, 8), 0)
-        .unwrap_err()
-        .to_string();
+    let err = load_err(DataKind::Webdataset, root, 8);
     assert!(
         err.contains("big.tar") && err.contains("a.png") && err.contains("past the shard's end"),
         "{err}"
