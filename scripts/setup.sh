@@ -20,7 +20,12 @@ for arg in "$@"; do
   esac
 done
 
-say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+# Bold only on a terminal: a log file or a pipe gets plain text.
+if [ -t 1 ]; then
+  say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+else
+  say() { printf '[setup] %s\n' "$*"; }
+fi
 
 if [ -n "${LIBTORCH:-}" ]; then
   say "using LIBTORCH=$LIBTORCH (no venv)"

@@ -13,7 +13,19 @@ step() {
 }
 # The release build is the quick start's (setup.sh without --no-build); here it would only
 # repeat the test build's work at another optimisation level (about 5 of CI's minutes).
-step "set-up" bash scripts/setup.sh --no-build
+# Its output here goes to a pipe, as to CI's log: it must hold no escape codes.
+plain_setup() {
+  local log
+  log=$(mktemp)
+  bash scripts/setup.sh --no-build 2>&1 | tee "$log"
+  if grep -q $'\e' "$log"; then
+    echo "scripts/setup.sh wrote escape codes into a pipe" >&2
+    rm -f "$log"
+    return 1
+  fi
+  rm -f "$log"
+}
+step "set-up" plain_setup
 step "fmt" cargo fmt --all -- --check
 # Every feature, so the test hooks and the fuzz entry points are linted too.
 step "clippy" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings

@@ -1,5 +1,6 @@
-//! Keras-`fit`-like progress: a bar per epoch (hidden when stderr is not a terminal) and one
-//! summary line per epoch on stdout.
+//! Keras-`fit`-like progress: while an epoch runs, a line with steps done of all, a bar, the time
+//! elapsed and left, the time a step and the running metrics to 4 digits (on stderr, only when it
+//! is a terminal: no escape codes reach a file or a pipe); after it, one summary line on stdout.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -32,14 +33,47 @@ pub fn stop_on_signals() {
 
 pub struct Progress {
     bar: Option<ProgressBar>,
+    /// Whether the bar has had its first step (a resumed epoch starts mid-way).
+    placed: bool,
     show_bar: bool,
     quiet: bool,
+}
+
+/// Keras's time a step, `373ms/step` or `2.7s/step`, from steps a second; empty before the
+/// first step.
+fn step_time(per_sec: f64) -> String {
+    if !(per_sec.is_finite() && per_sec > 0.0) {
+        return String::new();
+    }
+    let seconds = 1.0 / per_sec;
+    if seconds >= 1.0 {
+        format!("{seconds:.1}s/step")
+    } else {
+        format!("{:.0}ms/step", seconds * 1000.0)
+    }
+}
+
+/// The epoch line: `  40/200 [=====>    ] - 15s elapsed - ETA 00:01:02 - 373ms/step - c_loss:
+/// 4.9912 - ...` (the metrics once the first are read).
+fn epoch_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{pos:>4}/{len} [{bar:30}] - {elapsed} elapsed - ETA {eta_precise} - {step_time}{msg}",
+    )
+    .expect("valid template")
+    .with_key(
+        "step_time",
+        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&step_time(state.per_sec()));
+        },
+    )
+    .progress_chars("=> ")
 }
 
 impl Progress {
     pub fn new(show_bar: bool, quiet: bool) -> Self {
         Progress {
             bar: None,
+            placed: false,
             show_bar: show_bar && !quiet,
             quiet,
         }
@@ -53,14 +87,9 @@ impl Observer for Progress {
         }
         if self.show_bar {
             let bar = ProgressBar::new(steps as u64);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{pos:>4}/{len} [{bar:30}] {elapsed} ({per_sec}) {msg}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
+            bar.set_style(epoch_style());
             self.bar = Some(bar);
+            self.placed = false;
         }
     }
 
@@ -68,7 +97,14 @@ impl Observer for Progress {
         if let Some(bar) = &self.bar {
             let msg: Vec<String> = means.iter().map(|(k, v)| format!("{k}: {v:.4}")).collect();
             bar.set_position(step as u64);
-            bar.set_message(msg.join(" - "));
+            if !self.placed {
+                // The rate and time left count from here, not from a resumed epoch's start.
+                bar.reset_eta();
+                self.placed = true;
+            }
+            if !msg.is_empty() {
+                bar.set_message(format!(" - {}", msg.join(" - ")));
+            }
         }
     }
 
@@ -175,5 +211,19 @@ impl stl10_data::pack::PackObserver for Packing {
 
     fn should_stop(&self) -> bool {
         STOP.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::step_time;
+
+    #[test]
+    fn the_time_a_step_reads_as_keras_writes_it() {
+        assert_eq!(step_time(2.68), "373ms/step");
+        assert_eq!(step_time(0.37), "2.7s/step");
+        assert_eq!(step_time(1.0), "1.0s/step");
+        assert_eq!(step_time(0.0), "");
+        assert_eq!(step_time(f64::INFINITY), "");
     }
 }
