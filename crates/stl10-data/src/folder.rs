@@ -44,13 +44,6 @@ fn images_below(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// How many image files lie below `dir`.
-fn count_below(dir: &Path) -> Result<usize> {
-    let mut files = Vec::new();
-    images_below(dir, &mut files)?;
-    Ok(files.len())
-}
-
 /// Image files with their labels.
 type LabeledFiles = Vec<(PathBuf, i64)>;
 
@@ -249,8 +242,12 @@ pub(crate) fn store_of(
     Ok((ImageStore::from_chw(bytes, size), kept))
 }
 
-fn labeled_split(dir: &Path, cfg: &DataConfig, how: Decode) -> Result<(Vec<String>, Split, usize)> {
-    let (names, files) = labeled_files(dir)?;
+/// The split of a listed `<split>/<class>/*` folder, its store made as `how` says.
+fn labeled_split(
+    (names, files): (Vec<String>, LabeledFiles),
+    cfg: &DataConfig,
+    how: Decode,
+) -> Result<(Vec<String>, Split, usize)> {
     let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
     let (store, kept) = store_of(
         Encoded::files(paths),
@@ -287,8 +284,9 @@ pub(crate) fn load(cfg: &DataConfig, index: bool) -> Result<Dataset> {
         }
     }
     // Counted roughly (train and unlabeled; the test split is usually the smaller).
-    let how = Decode::choose(cfg, unlabeled_files.len() + count_below(&train_dir)?, index);
-    let (class_names, train, mut skipped) = labeled_split(&train_dir, cfg, how)?;
+    let train_files = labeled_files(&train_dir)?;
+    let how = Decode::choose(cfg, unlabeled_files.len() + train_files.1.len(), index);
+    let (class_names, train, mut skipped) = labeled_split(train_files, cfg, how)?;
 
     let unlabeled = if !unlabeled_files.is_empty() {
         let files = unlabeled_files;
@@ -306,7 +304,7 @@ pub(crate) fn load(cfg: &DataConfig, index: bool) -> Result<Dataset> {
 
     let test_dir = cfg.root.join("test");
     let test = if test_dir.is_dir() {
-        let (test_names, test, test_skipped) = labeled_split(&test_dir, cfg, how)?;
+        let (test_names, test, test_skipped) = labeled_split(labeled_files(&test_dir)?, cfg, how)?;
         if test_names != class_names {
             return Err(DataError::format(
                 &test_dir,

@@ -69,14 +69,18 @@ pub fn run(settings: &DataSettings, workers: usize, images: usize) -> Result<Inp
     let start = Instant::now();
     let mut done = 0;
     'epochs: for epoch in 1.. {
+        let before = done;
         for batch in loader.epoch(feed, epoch, 0)? {
             done += batch?.len();
             if done >= images {
                 break 'epochs;
             }
         }
-        if epoch > 1_000_000 {
-            return Err(TrainError::file(&cfg.root, "no images to time"));
+        if done == before {
+            return Err(TrainError::file(
+                &cfg.root,
+                "an epoch gave no images to time",
+            ));
         }
     }
     let seconds = start.elapsed().as_secs_f64();
