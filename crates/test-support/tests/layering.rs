@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// Each crate of ours and its layer, lowest first.
 const LAYERS: &[&[&str]] = &[
-    &["torch-link", "seeds"],
+    &["torch-link", "seeds", "tensorboard"],
     &["accel", "dist"],
     &["stl10-data", "augment", "models", "losses", "optim"],
     &["train"],
