@@ -32,6 +32,9 @@ step "clippy" cargo clippy --workspace --all-targets --all-features --locked -- 
 # `cli/test-hooks` builds the test binary with its fault injection (a panic, a pause before a
 # checkpoint's commit) for the end-to-end tests that need it; the release binary has none.
 step "tests" cargo test --workspace --locked --features cli/test-hooks
+# TensorBoard itself (PyPI, in .venv-tensorboard) reads two tiny runs' event and projector
+# files, one of them resumed after a simulated crash.
+step "tensorboard" bash scripts/check-tensorboard.sh
 # A crate outside the workspace that uses `losses` and `augment` as docs/using-the-crates.md
 # says (its own lock file; after changing what those crates depend on, refresh its lock with
 # `cargo build --manifest-path tests/external/Cargo.toml`). Its own target folder: built in the

@@ -67,6 +67,7 @@ fn experiment_writes_every_artifact_and_the_three_numbers() {
         "val_acc.png",
         "val_loss.png",
         "report.md",
+        "report.html",
         "baseline.csv",
         "baseline.json",
         "pretraining.csv",
@@ -138,6 +139,13 @@ fn experiment_writes_every_artifact_and_the_three_numbers() {
     );
     evaluate_gives_the_last_finetuning_epoch(&out, &sets);
 
+    // report.html is self-contained: its images are data URIs, never files.
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let srcs: Vec<&str> = html.split("src=\"").skip(1).collect();
+    assert!(
+        !srcs.is_empty() && srcs.iter().all(|s| s.starts_with("data:image/png;base64,")),
+        "report.html refers to something other than an embedded PNG"
+    );
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     for label in [
         "supervised baseline",

@@ -136,6 +136,22 @@ pub enum Command {
         #[arg(long)]
         no_progress: bool,
     },
+    /// Compare run folders side by side: their validation accuracy curves (and kNN monitors)
+    /// in one picture, and each history's best figures (largest accuracy, smallest loss, epochs,
+    /// mean images/s) as a markdown table on stdout and a CSV file. A RUN is an experiment,
+    /// baseline, pretrain or finetune run folder, a sweep folder (its labels-<N>/ runs too) or
+    /// a folds folder (its fold-<k>/ runs). Needs no configuration and no device.
+    Compare {
+        /// Run folders, sweep or folds folders.
+        #[arg(value_name = "RUN", required = true)]
+        runs: Vec<PathBuf>,
+        /// The picture (PNG).
+        #[arg(long, value_name = "PATH", default_value = "compare.png")]
+        out: PathBuf,
+        /// The table as CSV (default: compare.csv beside --out).
+        #[arg(long, value_name = "PATH")]
+        csv: Option<PathBuf>,
+    },
     /// Write an encoder's features of one split as float32 [N, D] .npy (and labels.npy).
     Embed {
         /// A safetensors file holding `encoder.*`; without --config, the run folder's
@@ -224,6 +240,7 @@ impl Command {
             Command::Knn { .. } => "knn",
             Command::Sweep { .. } => "sweep",
             Command::Folds { .. } => "folds",
+            Command::Compare { .. } => "compare",
             Command::Embed { .. } => "embed",
             Command::Predict { .. } => "predict",
             Command::Bench { .. } => "bench",

@@ -122,6 +122,13 @@ fn run(cli: Cli, launch: Option<dist::Launch>) -> anyhow::Result<()> {
     if launch.is_some() && !cli.command.data_parallel() {
         return Err(OneProcessOnly(cli.command.name()).into());
     }
+    // `compare` reads run folders only: no configuration, no device.
+    if let Command::Compare { runs, out, csv } = &cli.command {
+        let csv = csv
+            .clone()
+            .unwrap_or_else(|| out.with_file_name("compare.csv"));
+        return commands::eval::compare(runs, out, &csv);
+    }
     let (cfg, mut recorded) = load_config(&cli)?;
     let device = train::runtime::init(&cfg.runtime, launch.as_ref())?;
     tracing::debug!(device = %train::runtime::describe(device), "runtime ready");
@@ -191,6 +198,7 @@ fn run(cli: Cli, launch: Option<dist::Launch>) -> anyhow::Result<()> {
             out,
             no_progress,
         } => commands::eval::folds(&cfg, device, &encoder, &out, &mut progress(no_progress)),
+        Command::Compare { .. } => unreachable!("compare is dispatched before the configuration"),
         Command::Embed {
             encoder,
             split,

@@ -5,8 +5,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use train::fit::Observer;
 use train::fit::metrics::EpochRecord;
+use train::fit::{Observer, StepReport};
 
 /// Set by the first Ctrl-C or SIGTERM: the run saves a checkpoint after its current step.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -93,10 +93,14 @@ impl Observer for Progress {
         }
     }
 
-    fn step(&mut self, step: usize, means: &[(&'static str, f64)]) {
+    fn step(&mut self, s: &StepReport) {
         if let Some(bar) = &self.bar {
-            let msg: Vec<String> = means.iter().map(|(k, v)| format!("{k}: {v:.4}")).collect();
-            bar.set_position(step as u64);
+            let msg: Vec<String> = s
+                .means
+                .iter()
+                .map(|(k, v)| format!("{k}: {v:.4}"))
+                .collect();
+            bar.set_position(s.step as u64);
             if !self.placed {
                 // The rate and time left count from here, not from a resumed epoch's start.
                 bar.reset_eta();

@@ -4,11 +4,14 @@
 //! - [`predict`]: class predictions for image files with a trained classifier;
 //! - [`sweep`]: label efficiency, the baseline against fine-tuning, the linear probe and kNN on
 //!   nested labeled subsets;
-//! - [`folds`]: STL-10's ten-fold protocol.
+//! - [`folds`]: STL-10's ten-fold protocol;
+//! - [`compare`]: run folders side by side (their validation accuracy curves in one picture,
+//!   a table of each history's best figures).
 //!
 //! Internal: `linear_eval` (a linear classifier on frozen features) and `subsets` (a labeled
 //! subset's schedule and frozen scores, shared by the sweep and the folds).
 
+pub mod compare;
 pub mod embed;
 pub mod folds;
 mod linear_eval;

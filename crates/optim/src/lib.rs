@@ -165,6 +165,16 @@ impl Optimizer {
         self.step
     }
 
+    /// Its name (`contrastive_optimizer`, ...).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The rate of the last update (of the first, before any).
+    pub fn learning_rate(&self) -> f64 {
+        self.schedule.rate(self.step.max(1))
+    }
+
     /// Clears the gradients, back-propagates `loss` and applies one update.
     pub fn backward_step(&mut self, loss: &Tensor) {
         self.zero_grad();

@@ -46,14 +46,25 @@ pub(crate) fn pca_2d(x: &Tensor) -> Result<(Tensor, [f64; 2])> {
     Ok((centred.matmul(&components.transpose(0, 1)), ratio))
 }
 
+/// Test-set images, their features and labels: the points of the feature-space picture.
+pub struct TestFeatures {
+    /// `[N, D]`, on the compute device.
+    pub features: Tensor,
+    /// `[N]`, int64, on the CPU.
+    pub labels: Tensor,
+    /// uint8 `[N, 3, S, S]`, on the CPU.
+    pub images: Tensor,
+}
+
 /// Draws `embedding.png`: the test split's features under `encode` (run on one rescaled
-/// batch), PCA to 2-D, coloured by class with a legend.
+/// batch), PCA to 2-D, coloured by class with a legend; returns the points drawn (at most
+/// [`MAX_PLOT_POINTS`], an even stride through the split).
 pub fn test_split(
     compute: &Compute,
     encode: impl Fn(&Tensor) -> Tensor,
     ds: &Dataset,
     path: &Path,
-) -> Result<()> {
+) -> Result<TestFeatures> {
     // Only the plotted images are encoded.
     let test = &ds.test;
     let stride = test.len().div_ceil(MAX_PLOT_POINTS).max(1);
@@ -62,12 +73,22 @@ pub fn test_split(
     let feats = features::of_split(compute, &subset, encode)?;
     let labels = features::labels(&subset, Device::Cpu)
         .ok_or_else(|| TrainError::file(path, "the test split has no labels"))?;
-    plot(&feats, &labels, &ds.class_names, "Test-set", path)
+    plot(&feats, &labels, &ds.class_names, "Test-set", path)?;
+    let all: Vec<usize> = (0..subset.len()).collect();
+    Ok(TestFeatures {
+        features: feats,
+        labels,
+        images: subset.images(&all)?,
+    })
 }
 
 /// `embedding.png` in `dir`: [`test_split`] of the pretrained `encoder.safetensors` there, of
 /// shape `shapes`.
-pub fn of_pretrained(shapes: &ModelSettings, prep: &Prepared, dir: &RunDir) -> Result<()> {
+pub fn of_pretrained(
+    shapes: &ModelSettings,
+    prep: &Prepared,
+    dir: &RunDir,
+) -> Result<TestFeatures> {
     let encoder = dir.file("encoder.safetensors");
     let frozen = FrozenEncoder::load(shapes, prep.compute, &encoder, None)?;
     let encode = |x: &Tensor| frozen.forward(x);

@@ -1,6 +1,6 @@
 //! What a finished (or partly finished) run folder tells a person: `val_acc.png` and
 //! `val_loss.png` over the runs it holds, and `report.md` with the set-up, the best accuracies
-//! and the figures.
+//! and the figures; `report.html` ([`crate::html`]) shows the same on one self-contained page.
 
 use std::fmt::Write as _;
 
@@ -19,13 +19,13 @@ pub const LIBTORCH_VERSION: &str = "2.11.0";
 const PUBLISHED: &str = "Published for the Keras example (STL-10, 20 epochs): baseline 59.9%, \
                          linear probe 56.7%, fine-tuned 65.3%.";
 
-/// Writes `val_acc.png`, `val_loss.png` and `report.md` for whichever runs `dir` holds, on
-/// the data and compute of `prep`; `knn` names the monitor's settings.
+/// Writes `val_acc.png`, `val_loss.png`, `report.md` and `report.html` for whichever runs `dir`
+/// holds, on the data and compute of `prep`; `knn` names the monitor's settings.
 pub fn write_report(knn: &Knn, prep: &Prepared, dir: &RunDir) -> Result<Histories> {
     write_report_with(knn, prep, dir, "")
 }
 
-/// [`write_report`] with `sections` (markdown) appended to `report.md`.
+/// [`write_report`] with `sections` (markdown) appended to `report.md` and `report.html`.
 pub fn write_report_with(
     knn: &Knn,
     prep: &Prepared,
@@ -34,13 +34,19 @@ pub fn write_report_with(
 ) -> Result<Histories> {
     let histories = dir.histories()?;
     validation_plots(dir, &histories)?;
-    let mut md = String::from("# simclr-rs run\n\n");
-    md.push_str(&setup(prep));
-    md.push_str(&results(knn, &histories));
-    let _ = writeln!(md, "\n{PUBLISHED}\n");
-    md.push_str(&figures(dir));
-    md.push_str(sections);
+    let title = "simclr-rs run";
+    let set_up = setup(prep);
+    let mut table = results(knn, &histories);
+    let _ = writeln!(table, "\n{PUBLISHED}\n");
+    let md = format!("# {title}\n\n{set_up}{table}{}{sections}", figures(dir));
     write_file(&dir.file("report.md"), md)?;
+    let page = crate::html::Page {
+        title,
+        setup: &set_up,
+        results: &table,
+        sections,
+    };
+    crate::html::write_html(dir, &page)?;
     Ok(histories)
 }
 

@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::sync::Once;
 
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use tch::{Kind, Tensor};
 
 use train::run_dir::atomic::atomic;
@@ -33,22 +35,22 @@ fn save_rgb(path: &Path, w: u32, h: u32, rgb: Vec<u8>) -> Result<()> {
     })
 }
 
-const COLORS: [RGBColor; 4] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-];
-
-/// Where a plot's legend goes: away from the curves (accuracy rises, loss falls).
+/// Where a plot's legend goes: away from the curves (accuracy rises, loss falls), or, for many
+/// series (a comparison of runs), under the chart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Legend {
     LowerRight,
     UpperRight,
+    /// Under the chart, one line per series; the picture grows to hold them.
+    Below,
 }
 
+/// Height of one series' line in a [`Legend::Below`] legend.
+const LEGEND_ROW: u32 = 22;
+
 /// A line plot of per-epoch `series` (name, values for epochs 1..), titled, with labeled axes
-/// and a legend, as a PNG.
+/// and a legend, as a PNG. Series take `tab10`'s colours in turn; from the eleventh on, the
+/// colours repeat with dashed lines (solid again from the twenty-first).
 pub fn line_plot(
     path: &Path,
     title: &str,
@@ -57,7 +59,12 @@ pub fn line_plot(
     series: &[(&str, Vec<f64>)],
 ) -> Result<()> {
     register_font();
-    let (w, h) = (900u32, 560u32);
+    let chart_h = 560u32;
+    let legend_h = match legend {
+        Legend::Below => LEGEND_ROW * series.len() as u32 + 20,
+        Legend::LowerRight | Legend::UpperRight => 0,
+    };
+    let (w, h) = (900u32, chart_h + legend_h);
     let mut buf = vec![255u8; (w * h * 3) as usize];
     let finite = || {
         series
@@ -77,7 +84,13 @@ pub fn line_plot(
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| draw_err(path, e))?;
-        let mut chart = ChartBuilder::on(&root)
+        let (chart_area, legend_area) = if legend_h > 0 {
+            let (upper, lower) = root.split_vertically(chart_h);
+            (upper, Some(lower))
+        } else {
+            (root.clone(), None)
+        };
+        let mut chart = ChartBuilder::on(&chart_area)
             .caption(title, ("sans-serif", 26))
             .margin(20)
             .x_label_area_size(50)
@@ -97,10 +110,15 @@ pub fn line_plot(
             .map_err(|e| draw_err(path, e))?;
         let lines = epoch_points(series);
         let position = match legend {
-            Legend::LowerRight => SeriesLabelPosition::LowerRight,
-            Legend::UpperRight => SeriesLabelPosition::UpperRight,
+            Legend::LowerRight => Some(SeriesLabelPosition::LowerRight),
+            Legend::UpperRight => Some(SeriesLabelPosition::UpperRight),
+            Legend::Below => None,
         };
-        draw_lines(&mut chart, path, &lines, &COLORS, 3, position)?;
+        draw_lines(&mut chart, path, &lines, &CLASS_COLORS, 3, position)?;
+        if let Some(area) = legend_area {
+            let names: Vec<&str> = series.iter().map(|(name, _)| *name).collect();
+            legend_below(&area, path, &names, &CLASS_COLORS)?;
+        }
         root.present().map_err(|e| draw_err(path, e))?;
     }
     save_rgb(path, w, h, buf)
@@ -121,15 +139,22 @@ fn epoch_points<'a>(series: &[(&'a str, Vec<f64>)]) -> Vec<(&'a str, Vec<(f64, f
         .collect()
 }
 
+/// The colour of series `i` among `colors`, and whether its line is dashed: the colours in
+/// turn, dashed on every other round (series 11 to 20 of ten colours).
+fn line_style(i: usize, colors: &[RGBColor]) -> (RGBColor, bool) {
+    (colors[i % colors.len()], (i / colors.len()) % 2 == 1)
+}
+
 /// Draws each `(name, points)` of `series` as a line with dots (radius `dot`) in `colors` (in
-/// turn), skipping points that are not finite or not on the axes, and the legend at `position`.
+/// turn, see [`line_style`]), skipping points that are not finite or not on the axes, and the
+/// legend at `position` (none without one).
 fn draw_lines<'a, DB, X, Y>(
     chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
     path: &Path,
     series: &[(&str, Vec<(f64, f64)>)],
     colors: &[RGBColor],
     dot: i32,
-    position: SeriesLabelPosition,
+    position: Option<SeriesLabelPosition>,
 ) -> Result<()>
 where
     DB: DrawingBackend + 'a,
@@ -137,20 +162,32 @@ where
     Y: Ranged<ValueType = f64>,
 {
     for (i, (name, points)) in series.iter().enumerate() {
-        let color = colors[i % colors.len()];
+        let (color, dashed) = line_style(i, colors);
         let range = chart.x_range();
         let points: Vec<(f64, f64)> = points
             .iter()
             .copied()
             .filter(|p| p.1.is_finite() && p.0 >= range.start && p.0 <= range.end)
             .collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))
-            .map_err(|e| draw_err(path, e))?
-            .label(*name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
+        let drawn = if dashed {
+            chart.draw_series(DashedLineSeries::new(
+                points.clone(),
+                10,
+                6,
+                color.stroke_width(3),
+            ))
+        } else {
+            chart.draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))
+        };
+        let anno = drawn.map_err(|e| draw_err(path, e))?.label(*name);
+        let style = color.stroke_width(3);
+        if dashed {
+            anno.legend(move |(x, y)| {
+                DashedPathElement::new(vec![(x, y), (x + 24, y)], 9, 6, style)
             });
+        } else {
+            anno.legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
+        }
         chart
             .draw_series(
                 points
@@ -159,14 +196,44 @@ where
             )
             .map_err(|e| draw_err(path, e))?;
     }
-    chart
-        .configure_series_labels()
-        .label_font(("sans-serif", 16))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(position)
-        .draw()
-        .map_err(|e| draw_err(path, e))?;
+    if let Some(position) = position {
+        chart
+            .configure_series_labels()
+            .label_font(("sans-serif", 16))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(position)
+            .draw()
+            .map_err(|e| draw_err(path, e))?;
+    }
+    Ok(())
+}
+
+/// The [`Legend::Below`] legend in `area`: one line per name, its sample in the style
+/// [`draw_lines`] gave it, aligned with the chart's left edge.
+fn legend_below<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    path: &Path,
+    names: &[&str],
+    colors: &[RGBColor],
+) -> Result<()> {
+    let font = ("sans-serif", 16)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    for (i, name) in names.iter().enumerate() {
+        let (color, dashed) = line_style(i, colors);
+        let y = 10 + (i as u32 * LEGEND_ROW + LEGEND_ROW / 2) as i32;
+        let (sample, style) = (vec![(90, y), (114, y)], color.stroke_width(3));
+        let drawn = if dashed {
+            area.draw(&DashedPathElement::new(sample, 9, 6, style))
+        } else {
+            area.draw(&PathElement::new(sample, style))
+        };
+        drawn.map_err(|e| draw_err(path, e))?;
+        area.draw(&Text::new(name.to_string(), (124, y), font.clone()))
+            .map_err(|e| draw_err(path, e))?;
+    }
     Ok(())
 }
 
@@ -214,7 +281,7 @@ pub fn efficiency_plot(path: &Path, title: &str, series: &[(&str, Vec<(f64, f64)
             series,
             &CLASS_COLORS,
             4,
-            SeriesLabelPosition::LowerRight,
+            Some(SeriesLabelPosition::LowerRight),
         )?;
         root.present().map_err(|e| draw_err(path, e))?;
     }

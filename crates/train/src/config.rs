@@ -373,6 +373,21 @@ impl EvalConfig {
     }
 }
 
+/// `[log]`: what a run writes for people watching it, beyond its histories and report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// TensorBoard event files in `tensorboard/<run>/` of the run folder, written as the run
+    /// goes (`tensorboard --logdir runs/`).
+    pub tensorboard: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { tensorboard: true }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -385,6 +400,7 @@ pub struct Config {
     pub pretrain: PretrainConfig,
     pub finetune: SupervisedConfig,
     pub eval: EvalConfig,
+    pub log: LogConfig,
     pub runtime: RuntimeConfig,
 }
 
@@ -699,6 +715,7 @@ impl Config {
                 || k.ends_with(".learning_rate")
                 || (k.starts_with("runtime.") && k != "runtime.seed")
                 || k.starts_with("eval.")
+                || k.starts_with("log.")
         };
         let then: std::collections::HashMap<_, _> = then.into_iter().collect();
         let mut keys: Vec<String> = now

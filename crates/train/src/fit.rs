@@ -17,11 +17,13 @@ pub mod metrics;
 
 /// Receives progress; every method has a no-op default.
 pub trait Observer {
+    /// A run starts (or resumes) at `at`, with `steps` steps an epoch; what an observer logged
+    /// past `at` before (a run resumed from its checkpoint) is logged again.
+    fn run_start(&mut self, _run: &str, _at: &Position, _steps: usize) {}
     /// A run's epoch begins with `steps` steps.
     fn epoch_start(&mut self, _run: &str, _epoch: usize, _epochs: usize, _steps: usize) {}
-    /// Step `step` (1-based) finished; `means` are the running means as last read from the
-    /// device (every `runtime.metrics_every` steps).
-    fn step(&mut self, _step: usize, _means: &[(&'static str, f64)]) {}
+    /// A step finished.
+    fn step(&mut self, _step: &StepReport) {}
     /// The epoch finished, validation included.
     fn epoch_end(&mut self, _run: &str, _record: &EpochRecord) {}
     /// Asked after every step: `true` makes the loop save a checkpoint after this step and
@@ -31,9 +33,91 @@ pub trait Observer {
     }
 }
 
+/// What [`Observer::step`] is told of a step.
+pub struct StepReport<'a> {
+    /// The step of the epoch, 1-based.
+    pub step: usize,
+    /// The running means of the epoch's metrics as last read from the device.
+    pub means: &'a [(&'static str, f64)],
+    /// Whether `means` were read at this step (every `runtime.metrics_every` steps, at the
+    /// epoch's last and before a stop).
+    pub read: bool,
+    /// Each optimizer's rate in this step.
+    pub learning_rates: &'a [(&'static str, f64)],
+}
+
 /// An observer that shows nothing.
 pub struct Silent;
 impl Observer for Silent {}
+
+/// An observer lent.
+impl<O: Observer + ?Sized> Observer for &mut O {
+    fn run_start(&mut self, run: &str, at: &Position, steps: usize) {
+        (**self).run_start(run, at, steps);
+    }
+    fn epoch_start(&mut self, run: &str, epoch: usize, epochs: usize, steps: usize) {
+        (**self).epoch_start(run, epoch, epochs, steps);
+    }
+    fn step(&mut self, step: &StepReport) {
+        (**self).step(step);
+    }
+    fn epoch_end(&mut self, run: &str, record: &EpochRecord) {
+        (**self).epoch_end(run, record);
+    }
+    fn should_stop(&self) -> bool {
+        (**self).should_stop()
+    }
+}
+
+/// An observer that may be absent (told nothing then).
+impl<O: Observer> Observer for Option<O> {
+    fn run_start(&mut self, run: &str, at: &Position, steps: usize) {
+        if let Some(o) = self {
+            o.run_start(run, at, steps);
+        }
+    }
+    fn epoch_start(&mut self, run: &str, epoch: usize, epochs: usize, steps: usize) {
+        if let Some(o) = self {
+            o.epoch_start(run, epoch, epochs, steps);
+        }
+    }
+    fn step(&mut self, step: &StepReport) {
+        if let Some(o) = self {
+            o.step(step);
+        }
+    }
+    fn epoch_end(&mut self, run: &str, record: &EpochRecord) {
+        if let Some(o) = self {
+            o.epoch_end(run, record);
+        }
+    }
+    fn should_stop(&self) -> bool {
+        self.as_ref().is_some_and(|o| o.should_stop())
+    }
+}
+
+/// Two observers told everything in turn; either asks to stop.
+impl<A: Observer, B: Observer> Observer for (A, B) {
+    fn run_start(&mut self, run: &str, at: &Position, steps: usize) {
+        self.0.run_start(run, at, steps);
+        self.1.run_start(run, at, steps);
+    }
+    fn epoch_start(&mut self, run: &str, epoch: usize, epochs: usize, steps: usize) {
+        self.0.epoch_start(run, epoch, epochs, steps);
+        self.1.epoch_start(run, epoch, epochs, steps);
+    }
+    fn step(&mut self, step: &StepReport) {
+        self.0.step(step);
+        self.1.step(step);
+    }
+    fn epoch_end(&mut self, run: &str, record: &EpochRecord) {
+        self.0.epoch_end(run, record);
+        self.1.epoch_end(run, record);
+    }
+    fn should_stop(&self) -> bool {
+        self.0.should_stop() || self.1.should_stop()
+    }
+}
 
 /// Where a run stands: `epoch` epochs finished, and `step` steps of the next one with their
 /// metric sums and timing (zero at an epoch's end). Saved with every checkpoint.
@@ -142,6 +226,7 @@ pub(crate) fn fit<S: TrainStep>(
 ) -> Result<History> {
     let mut pos = start;
     model.plan_schedules(phase.loader, phase.feed, phase.epochs);
+    obs.run_start(phase.run, &pos, phase.loader.epoch_shape(phase.feed).0);
     // Asked to stop before anything ran (between two phases): nothing new to save.
     if stop_requested(phase, obs)? && pos.epoch < phase.epochs {
         return Err(interrupted(phase, pos.epoch + 1, pos.step));
@@ -197,7 +282,8 @@ fn train_epoch<S: TrainStep>(
         sums.add(&model.train_step(&batch)?, step);
         images += S::VIEWS * batch.len();
         let stop = stop_requested(phase, obs)?;
-        if step % every == 0 || step == steps || stop {
+        let read = step % every == 0 || step == steps || stop;
+        if read {
             let (read, bad) = sums.read()?;
             if let Some(bad) = bad {
                 return Err(diverged(phase.run, S::METRICS, &read, epoch, bad));
@@ -216,7 +302,12 @@ fn train_epoch<S: TrainStep>(
                 return Err(interrupted(phase, epoch, step));
             }
         }
-        obs.step(step, &shown);
+        obs.step(&StepReport {
+            step,
+            means: &shown,
+            read,
+            learning_rates: &model.learning_rates(),
+        });
     }
     Ok(Trained {
         means: shown,

@@ -184,6 +184,11 @@ pub trait TrainStep {
     /// batches from `loader`. Nothing by default (a model without optimizers).
     fn plan_schedules(&mut self, _loader: &Loader, _feed: Feed, _epochs: usize) {}
 
+    /// Each optimizer's name and the rate of its last update (for logs). None by default.
+    fn learning_rates(&self) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
+
     /// Everything a resumed run needs of the model: weights and optimizer states as named
     /// tensors, and the augmenters' stream positions by name.
     fn snapshot(&self) -> Snapshot;
@@ -506,6 +511,12 @@ impl TrainStep for ContrastiveModel {
         self.probe_optimizer.set_run(run(labeled));
     }
 
+    fn learning_rates(&self) -> Vec<(&'static str, f64)> {
+        [&self.contrastive_optimizer, &self.probe_optimizer]
+            .map(|o| (o.name(), o.learning_rate()))
+            .into()
+    }
+
     fn snapshot(&self) -> Snapshot {
         let mut tensors = weights(&self.vs);
         tensors.extend(weights(&self.probe_vs));
@@ -667,6 +678,10 @@ impl TrainStep for SupervisedModel {
             epochs,
             batch,
         });
+    }
+
+    fn learning_rates(&self) -> Vec<(&'static str, f64)> {
+        vec![(self.optimizer.name(), self.optimizer.learning_rate())]
     }
 
     fn snapshot(&self) -> Snapshot {

@@ -7,7 +7,7 @@ use std::path::Path;
 use train::config::Config;
 use train::error::TrainError;
 use train::fit::metrics::History;
-use train::fit::{Observer, Silent};
+use train::fit::{Observer, Silent, StepReport};
 use train::run_dir::state;
 use train::{experiment, prepared::Prepared, run_dir::Recorded, run_dir::RunDir};
 
@@ -38,7 +38,7 @@ struct StopAfter {
 }
 
 impl Observer for StopAfter {
-    fn step(&mut self, _: usize, _: &[(&'static str, f64)]) {
+    fn step(&mut self, _: &StepReport) {
         self.seen.set(self.seen.get() + 1);
     }
     fn should_stop(&self) -> bool {
@@ -59,8 +59,8 @@ impl Observer for Counter {
     fn epoch_start(&mut self, run: &str, epoch: usize, _: usize, steps: usize) {
         self.epochs.push((run.to_string(), epoch, steps));
     }
-    fn step(&mut self, step: usize, _: &[(&'static str, f64)]) {
-        self.steps.push(step);
+    fn step(&mut self, s: &StepReport) {
+        self.steps.push(s.step);
     }
 }
 

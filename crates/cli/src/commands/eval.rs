@@ -1,5 +1,5 @@
 //! The commands that use a trained representation: kNN, the label-efficiency sweep,
-//! embeddings and prediction.
+//! embeddings, prediction, and the comparison of run folders.
 
 use std::path::{Path, PathBuf};
 
@@ -139,5 +139,14 @@ pub fn predict(predictor: &Predictor, inputs: &[PathBuf], top: usize, format: &s
             ),
         });
     }
+    Ok(())
+}
+
+/// Compares the run folders `runs`: the picture `out`, the table as CSV in `csv` and as
+/// markdown on stdout.
+pub fn compare(runs: &[PathBuf], out: &Path, csv: &Path) -> Result<()> {
+    let table = evaluate::compare::compare(runs, out, csv)?;
+    print!("{}", table.markdown());
+    tracing::info!("wrote {} and {}", out.display(), csv.display());
     Ok(())
 }

@@ -11,6 +11,7 @@ use train::{experiment, experiment::run, prepared::Prepared, run_dir::Recorded, 
 
 use crate::args::RunArgs;
 use crate::progress::Progress;
+use report::tensorboard::TensorBoard;
 
 /// Which phases a command runs.
 pub enum Phases<'a> {
@@ -56,12 +57,17 @@ pub fn run(
     if writes {
         report::overview::write_overview(&cfg.pretraining(), &prep, &dir, 8)?;
     }
+    // Rank 0 alone logs, as it alone writes the folder.
+    let tensorboard =
+        (writes && cfg.log.tensorboard).then(|| TensorBoard::new(&dir, cfg.to_toml()));
+    let mut obs = (progress, tensorboard);
+    let progress = &mut obs;
     match phases {
         Phases::All => {
             experiment::baseline(&cfg.supervised_baseline(), &prep, &dir, progress)?;
             experiment::pretrain(&cfg.pretraining(), &prep, &dir, progress)?;
             if writes {
-                report::embedding::of_pretrained(&cfg.model_shapes(), &prep, &dir)?;
+                pretrained_features(cfg, &prep, &dir, &mut progress.1)?;
             }
             experiment::finetune(
                 &cfg.finetuning(),
@@ -77,7 +83,7 @@ pub fn run(
         Phases::Pretrain => {
             experiment::pretrain(&cfg.pretraining(), &prep, &dir, progress)?;
             if writes {
-                report::embedding::of_pretrained(&cfg.model_shapes(), &prep, &dir)?;
+                pretrained_features(cfg, &prep, &dir, &mut progress.1)?;
             }
         }
         Phases::Finetune { encoder } => {
@@ -96,6 +102,29 @@ pub fn run(
     let histories = report::write_report(&cfg.eval.knn(), &prep, &dir)?;
     println!("run folder: {}", dir.path.display());
     print_maxima(cfg.eval.knn_k, &histories);
+    Ok(())
+}
+
+/// `embedding.png` of the pretrained encoder, also logged to TensorBoard with the projector's
+/// files.
+fn pretrained_features(
+    cfg: &Config,
+    prep: &Prepared,
+    dir: &RunDir,
+    tensorboard: &mut Option<TensorBoard>,
+) -> Result<()> {
+    let features = report::embedding::of_pretrained(&cfg.model_shapes(), prep, dir)?;
+    if let Some(tb) = tensorboard {
+        let run = run::Run::Pretraining.name();
+        let picture = dir.file("embedding.png");
+        tb.features(
+            run,
+            cfg.pretrain.epochs,
+            &picture,
+            &features,
+            &prep.ds.class_names,
+        );
+    }
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::error::TrainError;
 use crate::fit::Position;
 use crate::fit::metrics::History;
-use crate::fit::{self, Observer, Phase, Silent};
+use crate::fit::{self, Observer, Phase, Silent, StepReport};
 use crate::prepared::loader::{Batch, Feed, Loader, Resident};
 use crate::run_dir::RunDir;
 use crate::runtime::Compute;
@@ -750,8 +750,8 @@ struct Recorder {
 }
 
 impl Observer for Recorder {
-    fn step(&mut self, step: usize, means: &[(&'static str, f64)]) {
-        self.steps.push((step, means.to_vec()));
+    fn step(&mut self, s: &StepReport) {
+        self.steps.push((s.step, s.means.to_vec()));
     }
 }
 
@@ -893,7 +893,7 @@ struct StopAt {
 }
 
 impl Observer for StopAt {
-    fn step(&mut self, _step: usize, _means: &[(&'static str, f64)]) {
+    fn step(&mut self, _: &StepReport) {
         self.seen.set(self.seen.get() + 1);
     }
     fn should_stop(&self) -> bool {
