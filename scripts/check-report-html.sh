@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Opens RUN_DIR/report.html in headless Chromium, at a phone's width (390 px) and a laptop's
 # (1280 px), and fails with a message naming what is wrong unless:
-#   - every <img> has loaded (complete, naturalWidth > 0): no figure is broken;
+#   - every <img> has loaded (complete, naturalWidth > 0): no figure is broken; and there is
+#     one for each figure the folder holds (val_acc, val_loss, augmentations, embedding,
+#     label_efficiency .png): none is left out;
 #   - no request left the file: the browser's network log (Chrome's performance log) and the
 #     page's resource timing hold nothing but the file itself and data: URIs;
 #   - the console holds no error (a blocked request, say, by the page's Content-Security-Policy);
@@ -53,6 +55,9 @@ for flag in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "-
 opts.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
 driver = webdriver.Chrome(options=opts, service=Service(executable_path=shutil.which("chromedriver")))
 problems = []
+# The figures a report shows when its folder has them.
+FIGURES = ["val_acc.png", "val_loss.png", "augmentations.png", "embedding.png",
+           "label_efficiency.png"]
 try:
     driver.execute_cdp_cmd("Network.enable", {})
     for name, width in [("phone", 390), ("laptop", 1280)]:
@@ -73,8 +78,11 @@ try:
               viewWidth: document.documentElement.clientWidth,
               height: Math.ceil(document.documentElement.scrollHeight),
             };""")
-        if not state["images"]:
-            problems.append(f"{name}: the page has no <img> at all")
+        # Every figure the folder holds is on the page (none left out, none shown as a note).
+        figures = [f for f in FIGURES if (page.parent / f).is_file()]
+        if len(state["images"]) != len(figures):
+            problems.append(f"{name}: {len(state['images'])} <img> for the folder's "
+                            f"{len(figures)} figures ({', '.join(figures)})")
         for img in state["images"]:
             if not (img["complete"] and img["width"] > 0):
                 problems.append(f"{name}: image '{img['alt']}' did not load (src {img['src']}...)")

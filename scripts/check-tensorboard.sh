@@ -4,7 +4,8 @@
 # scripts/reference/check_tensorboard.py. The second run is resumed after a simulated crash:
 # its folder holds events logged past its checkpoint, with other values (another learning
 # rate), which the resumed run must drop and log again: every scalar then equals the history
-# and no tag has a step twice. About 40 s once the venv exists (30 s more to make it).
+# and no tag has a step twice. 32 s once the venv exists, about 30 s more to make it (a 2-core
+# AMD EPYC, 2026-12-03, `bash scripts/check-tensorboard.sh`).
 # Usage: scripts/check-tensorboard.sh [SIMCLR_CLI]   (default target/debug/simclr-cli)
 set -euo pipefail
 cd "$(dirname "$0")/.."

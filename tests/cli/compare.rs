@@ -114,8 +114,8 @@ fn compare_draws_every_curve_and_tabulates_the_best_figures() {
         format!("{s}/labels-all baseline"),
         format!("{s}/labels-all finetuning"),
     ];
-    // The CSV lands beside the picture: one row per history, columns aligned by name.
-    let csv = std::fs::read_to_string(tmp.path().join("out/compare.csv")).unwrap();
+    // The CSV is the picture's path with `.csv`: one row per history, columns aligned by name.
+    let csv = std::fs::read_to_string(tmp.path().join("out/plot.csv")).unwrap();
     let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 1 + names.len(), "{csv}");
     assert_eq!(
@@ -192,6 +192,17 @@ fn compare_names_the_folder_that_is_not_a_run() {
         "{}",
         stderr(&out)
     );
+    // The table would overwrite the picture.
+    let same = tmp.path().join("same.csv");
+    let (g, s) = (good.to_str().unwrap(), same.to_str().unwrap());
+    let out = run(&["compare", g, "--out", s]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the same file as --out"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!same.exists());
     // No RUN at all is a usage error.
     let out = run(&["compare"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));

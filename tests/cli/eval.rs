@@ -333,6 +333,19 @@ fn sweep_trains_every_budget_on_nested_subsets() {
     let best = b1["epochs"][0]["val_acc"].as_f64().unwrap();
     assert!((best - rows[0][4].parse::<f64>().unwrap()).abs() < 1e-4);
     assert!(out.join("labels-all/finetuned.safetensors").is_file());
+    // TensorBoard: the pretraining at the root, each budget's two runs in its folder.
+    for run in [
+        "tensorboard/pretraining",
+        "labels-1/tensorboard/baseline",
+        "labels-all/tensorboard/finetuning",
+    ] {
+        let files = tensorboard::event_files(&out.join(run)).unwrap();
+        assert_eq!(files.len(), 1, "{run}");
+    }
+    assert!(
+        out.join("tensorboard/pretraining/projector_config.pbtxt")
+            .is_file()
+    );
     let classes = std::fs::read_to_string(out.join("labels-1/classes.txt")).unwrap();
     assert!(classes.starts_with("airplane\nbird\n"), "{classes}");
     assert!(out.join("encoder.safetensors").is_file());

@@ -148,7 +148,7 @@ pub enum Command {
         /// The picture (PNG).
         #[arg(long, value_name = "PATH", default_value = "compare.png")]
         out: PathBuf,
-        /// The table as CSV (default: compare.csv beside --out).
+        /// The table as CSV (default: --out with the extension .csv).
         #[arg(long, value_name = "PATH")]
         csv: Option<PathBuf>,
     },

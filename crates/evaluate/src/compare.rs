@@ -14,7 +14,7 @@
 //! out with a warning; a folder given that yields no series is an error.
 //!
 //! The table's figures are the best over the epochs: the largest value of an accuracy (a
-//! metric whose name holds `acc`), the smallest of a loss (`loss`), the last epoch's value of
+//! metric whose name holds `acc`), the smallest of a loss (`loss`), the last finite value of
 //! anything else; beside them the epochs done and the mean images per second. Its columns are
 //! the union of every series' metrics, matched by name, in the order they first appear; a
 //! series without a metric leaves its cell empty.
@@ -72,7 +72,7 @@ pub enum Goal {
     Max,
     /// A loss (`loss` in its name): the smallest.
     Min,
-    /// Anything else: the last epoch's.
+    /// Anything else: the last finite value.
     Last,
 }
 
@@ -227,7 +227,7 @@ impl Table {
 
 /// `text` in a markdown table's cell (`|` escaped).
 fn markdown_cell(text: &str) -> String {
-    text.replace('|', "\\|")
+    text.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
 /// `text` as a CSV field: quoted when it holds a comma, a quote or a line break.
@@ -325,6 +325,17 @@ fn load_folder(given: &Path) -> Result<Vec<Series>> {
 fn run_series(folder: &Path) -> Result<(Vec<Series>, Vec<String>)> {
     let dir = RunDir::read_only(folder);
     let histories = dir.histories()?;
+    for (run, h) in &histories.runs {
+        if let Some(e) = h
+            .epochs
+            .iter()
+            .find(|e| e.epoch == 0 || e.epoch > MAX_EPOCH)
+        {
+            let file = folder.join(format!("{}.json", run.name()));
+            let problem = format!("epoch {} is outside 1..={MAX_EPOCH}", e.epoch);
+            return Err(TrainError::file(file, problem));
+        }
+    }
     let files = histories
         .runs
         .iter()
@@ -343,6 +354,9 @@ fn run_series(folder: &Path) -> Result<(Vec<Series>, Vec<String>)> {
         .collect();
     Ok((series, files))
 }
+
+/// The largest epoch number a history may hold (the curves have a slot per epoch).
+const MAX_EPOCH: usize = 1_000_000;
 
 /// Whether `folder` holds a run: its `config.toml` or a history.
 fn is_run(folder: &Path) -> bool {

@@ -15,6 +15,7 @@ use stl10_data::DataKind;
 use tch::Device;
 
 use crate::subsets::{Subsets, test_features};
+use report::tensorboard::TensorBoard;
 use train::config::{Config, ConfigError};
 use train::error::Result;
 use train::experiment;
@@ -128,6 +129,7 @@ fn run_fold(
     obs: &mut dyn Observer,
 ) -> Result<FoldRow> {
     let (fold_cfg, fold_prep, dir) = on.run_folder(&format!("fold-{fold}"), positions)?;
+    let obs = &mut (obs, TensorBoard::for_run(&dir, &fold_cfg));
     let h = experiment::finetune(&fold_cfg.finetuning(), &fold_prep, on.encoder, &dir, obs)?;
     report::markdown::write_report(&fold_cfg.eval.knn(), &fold_prep, &dir)?;
     let (linear, knn) = on.frozen_scores(positions)?;

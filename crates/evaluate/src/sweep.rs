@@ -27,6 +27,7 @@ use tch::Device;
 
 use crate::subsets::Subsets;
 use report::plots::efficiency_plot;
+use report::tensorboard::TensorBoard;
 use train::config::{Config, ConfigError};
 use train::error::Result;
 use train::experiment;
@@ -149,8 +150,12 @@ pub fn run(
     let encoder: PathBuf = match plan.encoder {
         Some(e) => e.to_path_buf(),
         None => {
-            experiment::pretrain(&cfg.pretraining(), &prep, &dir, obs)?;
-            report::embedding::of_pretrained(&cfg.model_shapes(), &prep, &dir)?;
+            let mut tb = TensorBoard::for_run(&dir, cfg);
+            experiment::pretrain(&cfg.pretraining(), &prep, &dir, &mut (&mut *obs, &mut tb))?;
+            let features = report::embedding::of_pretrained(&cfg.model_shapes(), &prep, &dir)?;
+            if let Some(tb) = &mut tb {
+                tb.pretrained(cfg.pretrain.epochs, &features, &prep.ds.class_names);
+            }
             dir.file("encoder.safetensors")
         }
     };
@@ -211,6 +216,7 @@ fn run_budget(
 ) -> Result<SweepRow> {
     let (budget_cfg, budget_prep, dir) =
         on.run_folder(&format!("labels-{}", budget.name()), positions)?;
+    let obs = &mut (obs, TensorBoard::for_run(&dir, &budget_cfg));
     let baseline =
         experiment::baseline(&budget_cfg.supervised_baseline(), &budget_prep, &dir, obs)?;
     let finetuned = experiment::finetune(

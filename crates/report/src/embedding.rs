@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use stl10_data::Dataset;
+use stl10_data::{Dataset, Split};
 use tch::{Device, Kind, Tensor};
 use train::config::ModelSettings;
 use train::features::{self, FrozenEncoder};
@@ -52,8 +52,8 @@ pub struct TestFeatures {
     pub features: Tensor,
     /// `[N]`, int64, on the CPU.
     pub labels: Tensor,
-    /// uint8 `[N, 3, S, S]`, on the CPU.
-    pub images: Tensor,
+    /// The images: the test split's rows drawn.
+    pub images: Split,
 }
 
 /// Draws `embedding.png`: the test split's features under `encode` (run on one rescaled
@@ -74,11 +74,10 @@ pub fn test_split(
     let labels = features::labels(&subset, Device::Cpu)
         .ok_or_else(|| TrainError::file(path, "the test split has no labels"))?;
     plot(&feats, &labels, &ds.class_names, "Test-set", path)?;
-    let all: Vec<usize> = (0..subset.len()).collect();
     Ok(TestFeatures {
         features: feats,
         labels,
-        images: subset.images(&all)?,
+        images: subset,
     })
 }
 

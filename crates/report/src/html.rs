@@ -18,9 +18,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::markdown::LIBTORCH_VERSION;
-use train::error::{Result, TrainError};
+use train::error::Result;
 use train::run_dir::RunDir;
 use train::run_dir::atomic::write_file;
+
+/// The largest file the page embeds (64 MiB): a figure or text beyond it, or anything but a
+/// regular file (a link), is left out with a warning.
+const MAX_EMBED: u64 = 64 << 20;
 
 /// The page's file name in a run folder.
 pub const HTML_FILE: &str = "report.html";
@@ -229,8 +233,9 @@ impl Doc<'_> {
             .map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
-    /// The bytes of the folder's file `name`: `None` when it is missing or `name` is not a plain
-    /// file name (a path, a URL).
+    /// The bytes of the folder's file `name`: `None` when it is missing, `name` is not a plain
+    /// file name (a path, a URL), or the file is not a regular file of at most [`MAX_EMBED`]
+    /// bytes or cannot be read (said in a warning: the page goes without it).
     fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
         let plain = !name.is_empty()
             && Path::new(name).file_name().and_then(|n| n.to_str()) == Some(name)
@@ -239,10 +244,27 @@ impl Doc<'_> {
             return Ok(None);
         }
         let path = self.dir.join(name);
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                tracing::warn!("report.html goes without {}: {e}", path.display());
+                return Ok(None);
+            }
+        };
+        if !meta.is_file() || meta.len() > MAX_EMBED {
+            tracing::warn!(
+                "report.html goes without {}: not a regular file of at most {MAX_EMBED} bytes",
+                path.display()
+            );
+            return Ok(None);
+        }
         match std::fs::read(&path) {
             Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(TrainError::io(&path, e)),
+            Err(e) => {
+                tracing::warn!("report.html goes without {}: {e}", path.display());
+                Ok(None)
+            }
         }
     }
 

@@ -312,3 +312,21 @@ fn an_empty_folder_still_gives_a_page() {
         "no link to a missing section"
     );
 }
+
+#[test]
+fn a_link_to_a_file_elsewhere_is_not_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "password = hunter2\n").unwrap();
+    std::os::unix::fs::symlink(&secret, run.join("config.toml")).unwrap();
+    png(&dir.path().join("elsewhere.png"), 8, 8, 1);
+    std::os::unix::fs::symlink(dir.path().join("elsewhere.png"), run.join("val_acc.png")).unwrap();
+    let html = written(&run, &page(""));
+    assert!(
+        !html.contains("hunter2"),
+        "a linked config.toml is left out"
+    );
+    assert!(images(&html).is_empty(), "a linked figure is left out");
+}

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub mod projector;
 pub mod proto;
-pub mod record;
+mod record;
 mod writer;
 
 pub use writer::{EventWriter, FILE_VERSION, event_files, read_events};

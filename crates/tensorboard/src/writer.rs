@@ -32,15 +32,17 @@ impl EventWriter {
     /// Opens a new event file in `dir` (made when missing), first pruning the event files
     /// already there to the values `keep(tag, step)` accepts: a resumed run drops what it
     /// logged after its checkpoint, then logs it again. A file is rewritten (atomically) only
-    /// when something goes; a record cut short at its end (a writer that died mid-record) goes
-    /// too.
+    /// when something goes; a record cut short at its end (a writer that died mid-record) or
+    /// damaged goes too, with the rest of its file, and a file left without values is
+    /// removed.
     pub fn open(dir: &Path, keep: impl Fn(&str, i64) -> bool) -> Result<Self, Error> {
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let mut seen = HashSet::new();
-        for file in event_files(dir)? {
-            prune(&file, &keep, &mut seen)?;
+        let existing = event_files(dir)?;
+        for file in &existing {
+            prune(file, &keep, &mut seen)?;
         }
-        let path = dir.join(new_file_name());
+        let path = dir.join(new_file_name(&existing));
         let file = File::create_new(&path).map_err(|e| Error::io(&path, e))?;
         let mut writer = EventWriter {
             out: BufWriter::new(file),
@@ -168,59 +170,96 @@ pub fn read_events(path: &Path) -> Result<Vec<Event>, Error> {
     Ok(events)
 }
 
+/// The records of `path` with their events, up to the first one cut short (a writer that died
+/// mid-record) or damaged: TensorBoard reads no further either.
+fn readable_records(path: &Path) -> Result<Vec<(Vec<u8>, Event)>, Error> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut input = BufReader::new(file);
+    let mut records = Vec::new();
+    loop {
+        match read_record(&mut input) {
+            Ok(Some(data)) => match Event::decode(data.as_slice()) {
+                Ok(event) => records.push((data, event)),
+                Err(_) => break,
+            },
+            Ok(None) => break,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => break,
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    Ok(records)
+}
+
 /// Keeps the values of `path` that `keep` accepts and that `seen` has not had, adding them to
-/// `seen`; rewrites the file when anything goes, and removes it when nothing but its version
-/// line stays.
+/// `seen`, up to a record cut short or damaged; rewrites the file when anything goes (an
+/// event kept whole keeps its bytes, fields this crate does not know included), and removes it
+/// when no value stays.
 fn prune(
     path: &Path,
     keep: &impl Fn(&str, i64) -> bool,
     seen: &mut HashSet<(String, i64)>,
 ) -> Result<(), Error> {
-    let events = read_events(path)?;
     let size = fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
-    let mut kept = Vec::with_capacity(events.len());
-    for mut event in events {
-        if let Some(What::Summary(summary)) = &mut event.what {
-            summary
-                .value
-                .retain(|v| keep(&v.tag, event.step) && seen.insert((v.tag.clone(), event.step)));
-            if summary.value.is_empty() {
-                continue;
-            }
-        }
-        kept.push(event);
-    }
     let mut bytes = Vec::new();
-    for event in &kept {
-        write_record(&mut bytes, &event.encode_to_vec()).map_err(|e| Error::io(path, e))?;
+    let mut values = false;
+    for (data, mut event) in readable_records(path)? {
+        let step = event.step;
+        let record = match &mut event.what {
+            Some(What::Summary(summary)) => {
+                let before = summary.value.len();
+                summary
+                    .value
+                    .retain(|v| keep(&v.tag, step) && seen.insert((v.tag.clone(), step)));
+                if summary.value.is_empty() {
+                    continue;
+                }
+                values = true;
+                if summary.value.len() == before {
+                    data
+                } else {
+                    event.encode_to_vec()
+                }
+            }
+            _ => data,
+        };
+        write_record(&mut bytes, &record).map_err(|e| Error::io(path, e))?;
+    }
+    if !values {
+        return fs::remove_file(path).map_err(|e| Error::io(path, e));
     }
     if bytes.len() as u64 == size {
         return Ok(());
-    }
-    if kept
-        .iter()
-        .all(|e| !matches!(e.what, Some(What::Summary(_))))
-    {
-        return fs::remove_file(path).map_err(|e| Error::io(path, e));
     }
     crate::write_atomically(path, &bytes)
 }
 
 /// `events.out.tfevents.<seconds>.<host>.<pid>.<n>`, TensorBoard's pattern; the seconds (ten
-/// digits) order the files of successive sessions.
-fn new_file_name() -> String {
+/// digits, later than any of `existing`'s) order the files of successive sessions.
+fn new_file_name(existing: &[PathBuf]) -> String {
     static COUNT: AtomicUsize = AtomicUsize::new(0);
-    let seconds = SystemTime::now()
+    let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let newest = existing
+        .iter()
+        .filter_map(|p| {
+            p.file_name()?
+                .to_str()?
+                .split('.')
+                .nth(3)?
+                .parse::<u64>()
+                .ok()
+        })
+        .max();
+    let seconds = newest.map_or(now, |n| now.max(n + 1));
     let host = fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
-        .map(|h| h.trim().replace(['/', '\\'], "_"))
+        .map(|h| h.trim().replace(['/', '\\', '.'], "_"))
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into());
     let n = COUNT.fetch_add(1, Ordering::Relaxed);
     format!(
-        "events.out.tfevents.{seconds:010}.{host}.{}.{n}",
+        "events.out.tfevents.{seconds:010}.{host}.{}.{n:04}",
         std::process::id()
     )
 }

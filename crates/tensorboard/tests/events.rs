@@ -126,4 +126,96 @@ fn a_record_cut_short_is_dropped_on_resume_and_a_damaged_one_is_named() {
         err.contains(&file.display().to_string()) && err.contains("checksum"),
         "{err}"
     );
+    // A writer opened there keeps what comes before the damage: here, nothing (the file goes).
+    drop(EventWriter::open(dir.path(), |_, _| true).unwrap());
+    assert!(!file.exists());
+}
+
+#[test]
+fn files_sort_in_the_order_they_were_written_and_emptied_ones_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut names = Vec::new();
+    for i in 0..12 {
+        let mut w = EventWriter::open(dir.path(), |_, _| true).unwrap();
+        w.scalar("a", i, i as f64).unwrap();
+        w.flush().unwrap();
+        names.push(w.path().to_path_buf());
+    }
+    assert_eq!(
+        event_files(dir.path()).unwrap(),
+        names,
+        "name order is writing order"
+    );
+    let steps: Vec<i64> = values(dir.path()).iter().map(|v| v.1).collect();
+    assert_eq!(steps, (0..12).collect::<Vec<_>>());
+    // Dropping every value of the first six files removes them.
+    drop(EventWriter::open(dir.path(), |_, step| step >= 6).unwrap());
+    let left = event_files(dir.path()).unwrap();
+    assert_eq!(left.len(), 7, "six files and the new one");
+    assert_eq!(left[..6], names[6..]);
+}
+
+#[test]
+fn a_kept_event_keeps_fields_this_crate_does_not_know() {
+    use prost::Message;
+    use tensorboard::proto::{Event, Summary, Value};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.out.tfevents.0000000001.other.1.0");
+    let event = |tag: &str, step| Event {
+        wall_time: 1.0,
+        step,
+        what: Some(What::Summary(Summary {
+            value: vec![Value {
+                tag: tag.into(),
+                metadata: None,
+                kind: Some(Kind::SimpleValue(1.0)),
+            }],
+        })),
+    };
+    // Field 99 (a varint) is unknown to `Event` here, as a histogram or a graph would be.
+    let mut known = event("a", 1).encode_to_vec();
+    known.extend([0x98, 0x06, 0x07]);
+    let mut file = Vec::new();
+    for data in [known, event("b", 2).encode_to_vec()] {
+        let len = (data.len() as u64).to_le_bytes();
+        file.extend(len);
+        file.extend(masked(&len));
+        file.extend(&data);
+        file.extend(masked(&data));
+    }
+    std::fs::write(&path, &file).unwrap();
+    drop(EventWriter::open(dir.path(), |_, _| true).unwrap());
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        file,
+        "nothing dropped: untouched"
+    );
+    drop(EventWriter::open(dir.path(), |tag, _| tag == "a").unwrap());
+    let left = std::fs::read(&path).unwrap();
+    assert!(
+        left.windows(3).any(|w| w == [0x98, 0x06, 0x07]),
+        "the kept event's unknown field stays"
+    );
+    let events = read_events(&path).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].step, 1);
+}
+
+/// TensorFlow's masked CRC-32C, as bytes (computed here bit by bit, independently of the crate).
+fn masked(data: &[u8]) -> [u8; 4] {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    (!crc)
+        .rotate_right(15)
+        .wrapping_add(0xa282_ead8)
+        .to_le_bytes()
 }

@@ -42,7 +42,7 @@ pub struct StepReport<'a> {
     /// Whether `means` were read at this step (every `runtime.metrics_every` steps, at the
     /// epoch's last and before a stop).
     pub read: bool,
-    /// Each optimizer's rate in this step.
+    /// Each optimizer's rate in this step (when `read`; empty otherwise).
     pub learning_rates: &'a [(&'static str, f64)],
 }
 
@@ -283,31 +283,37 @@ fn train_epoch<S: TrainStep>(
         images += S::VIEWS * batch.len();
         let stop = stop_requested(phase, obs)?;
         let read = step % every == 0 || step == steps || stop;
+        let mut read_sums = None;
         if read {
-            let (read, bad) = sums.read()?;
+            let (sums, bad) = sums.read()?;
             if let Some(bad) = bad {
-                return Err(diverged(phase.run, S::METRICS, &read, epoch, bad));
+                return Err(diverged(phase.run, S::METRICS, &sums, epoch, bad));
             }
-            shown = means(S::METRICS, &read, step);
-            if stop && step < steps {
-                let (sums, seconds) = (read, seconds());
-                let at = Position {
-                    epoch: pos.epoch,
-                    step,
-                    sums,
-                    seconds,
-                    images,
-                };
-                checkpoint(model, history, &at)?;
-                return Err(interrupted(phase, epoch, step));
-            }
+            shown = means(S::METRICS, &sums, step);
+            read_sums = Some(sums);
         }
+        let rates = if read {
+            model.learning_rates()
+        } else {
+            Vec::new()
+        };
         obs.step(&StepReport {
             step,
             means: &shown,
             read,
-            learning_rates: &model.learning_rates(),
+            learning_rates: &rates,
         });
+        if let (Some(sums), true) = (read_sums, stop && step < steps) {
+            let at = Position {
+                epoch: pos.epoch,
+                step,
+                sums,
+                seconds: seconds(),
+                images,
+            };
+            checkpoint(model, history, &at)?;
+            return Err(interrupted(phase, epoch, step));
+        }
     }
     Ok(Trained {
         means: shown,

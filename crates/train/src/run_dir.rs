@@ -87,7 +87,7 @@ impl RunDir {
                 path: saved_path,
                 problem: format!(
                     "the configuration differs in {} (a resumed run may change only epochs, \
-                     learning rates and [runtime] keys other than seed)",
+                     learning rates, [eval] and [log] keys and [runtime] keys other than seed)",
                     conflicts.join(", ")
                 ),
             });

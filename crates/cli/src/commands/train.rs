@@ -58,32 +58,30 @@ pub fn run(
         report::overview::write_overview(&cfg.pretraining(), &prep, &dir, 8)?;
     }
     // Rank 0 alone logs, as it alone writes the folder.
-    let tensorboard =
-        (writes && cfg.log.tensorboard).then(|| TensorBoard::new(&dir, cfg.to_toml()));
-    let mut obs = (progress, tensorboard);
-    let progress = &mut obs;
+    let tensorboard = TensorBoard::for_run(&dir, cfg).filter(|_| writes);
+    let obs = &mut (progress, tensorboard);
     match phases {
         Phases::All => {
-            experiment::baseline(&cfg.supervised_baseline(), &prep, &dir, progress)?;
-            experiment::pretrain(&cfg.pretraining(), &prep, &dir, progress)?;
+            experiment::baseline(&cfg.supervised_baseline(), &prep, &dir, obs)?;
+            experiment::pretrain(&cfg.pretraining(), &prep, &dir, obs)?;
             if writes {
-                pretrained_features(cfg, &prep, &dir, &mut progress.1)?;
+                pretrained_features(cfg, &prep, &dir, &mut obs.1)?;
             }
             experiment::finetune(
                 &cfg.finetuning(),
                 &prep,
                 &dir.file("encoder.safetensors"),
                 &dir,
-                progress,
+                obs,
             )?;
         }
         Phases::Baseline => {
-            experiment::baseline(&cfg.supervised_baseline(), &prep, &dir, progress)?;
+            experiment::baseline(&cfg.supervised_baseline(), &prep, &dir, obs)?;
         }
         Phases::Pretrain => {
-            experiment::pretrain(&cfg.pretraining(), &prep, &dir, progress)?;
+            experiment::pretrain(&cfg.pretraining(), &prep, &dir, obs)?;
             if writes {
-                pretrained_features(cfg, &prep, &dir, &mut progress.1)?;
+                pretrained_features(cfg, &prep, &dir, &mut obs.1)?;
             }
         }
         Phases::Finetune { encoder } => {
@@ -92,7 +90,7 @@ pub fn run(
                 None => experiment::resumed_encoder(&dir)?,
             };
             let encoder = encoder.as_path();
-            experiment::finetune(&cfg.finetuning(), &prep, encoder, &dir, progress)
+            experiment::finetune(&cfg.finetuning(), &prep, encoder, &dir, obs)
                 .with_context(|| format!("fine-tuning from {}", encoder.display()))?;
         }
     }
@@ -115,15 +113,7 @@ fn pretrained_features(
 ) -> Result<()> {
     let features = report::embedding::of_pretrained(&cfg.model_shapes(), prep, dir)?;
     if let Some(tb) = tensorboard {
-        let run = run::Run::Pretraining.name();
-        let picture = dir.file("embedding.png");
-        tb.features(
-            run,
-            cfg.pretrain.epochs,
-            &picture,
-            &features,
-            &prep.ds.class_names,
-        );
+        tb.pretrained(cfg.pretrain.epochs, &features, &prep.ds.class_names);
     }
     Ok(())
 }
