@@ -18,7 +18,7 @@ if ! "$venv/bin/python" -c "import tensorboard, PIL" 2>/dev/null; then
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cargo run --quiet -p test-support --example write_fixture -- stl10 "$work/data" 10 6 40
+"$venv/bin/python" scripts/reference/stl10_fixture.py "$work/data" 10 6 40
 sets=(--set "data.root=$work/data" --set data.batch_size=10 --set model.width=8
   --set runtime.metrics_every=2 --set baseline.epochs=2 --set pretrain.epochs=2
   --set finetune.epochs=2)
