@@ -448,6 +448,13 @@ fn folds_train_on_each_predefined_fold_alone_and_report_mean_and_std() {
         report.contains("| mean ± std |") && report.contains("| 9 | 4 |"),
         "{report}"
     );
+    // The same table in report.html, and each fold's run folder has its TensorBoard logs.
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("<td>mean ± std</td>") && html.contains("STL-10 folds"),
+        "{html}"
+    );
+    assert!(out.join("fold-9/tensorboard/finetuning").is_dir());
     assert_eq!(
         std::fs::read_to_string(out.join("folds.csv"))
             .unwrap()

@@ -112,12 +112,18 @@ pub fn run(
         rows.push(run_fold(&on, fold, &positions, obs)?);
         write_tables(&dir, &rows)?;
     }
-    let md = format!(
-        "# STL-10 folds\n\n{}{}",
-        report::markdown::setup(&prep),
-        markdown(&rows, encoder)
-    );
-    write_file(&dir.file("report.md"), md)?;
+    let (set_up, table) = (report::markdown::setup(&prep), markdown(&rows, encoder));
+    write_file(
+        &dir.file("report.md"),
+        format!("# STL-10 folds\n\n{set_up}{table}"),
+    )?;
+    let page = report::html::Page {
+        title: "STL-10 folds",
+        setup: &set_up,
+        results: "",
+        sections: &format!("## Folds\n\n{table}"),
+    };
+    report::html::write_html(&dir, &page)?;
     Ok(rows)
 }
 
