@@ -39,7 +39,7 @@ step "tensorboard" bash scripts/check-tensorboard.sh
 # says (its own lock file; after changing what those crates depend on, refresh its lock with
 # `cargo build --manifest-path tests/external/Cargo.toml`). Built in the workspace's target
 # folder with the workspace's profile settings, it reuses libtorch's C++ wrapper (torch-sys's
-# build script, 96 s on its own) and most other dependencies from the tests' build.
+# build script) and most other dependencies from the tests' build (docs/setup.md).
 step "external crate" cargo run --locked --quiet --manifest-path tests/external/Cargo.toml \
   --target-dir target
 # The binary as a release has it: without the test hooks (the tests built it with them), so

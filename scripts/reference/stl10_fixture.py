@@ -1,7 +1,9 @@
 """Writes a small STL-10 data set in its binary format: noise images, labels cycling 1..10.
 
 Usage: stl10_fixture.py ROOT TRAIN TEST UNLABELED
-(the same layout as the Rust tests' `test_support::fixtures::write_stl10`, without building it).
+(the files and layout of the Rust tests' `test_support::fixtures::write_stl10`, with noise for
+pixels and no `fold_indices.txt`, written without building that crate's example: run under
+other features, cargo rebuilt half the workspace for it).
 """
 
 import os

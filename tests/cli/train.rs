@@ -157,6 +157,10 @@ fn experiment_writes_every_artifact_and_the_three_numbers() {
             .find(|l| l.starts_with(&format!("| {label} |")))
             .unwrap_or_else(|| panic!("{report}"));
         assert!(row.contains('%'), "{row}");
+        // report.html shows the same row: label and best accuracy.
+        let best = row.split('|').nth(2).unwrap().trim();
+        let cells = format!("<td>{label}</td><td>{best}</td>");
+        assert!(html.contains(&cells), "{cells} not in report.html");
     }
     let csv = std::fs::read_to_string(out.join("pretraining.csv")).unwrap();
     assert!(

@@ -124,15 +124,7 @@ fn run(cli: Cli, launch: Option<dist::Launch>) -> anyhow::Result<()> {
     }
     // `compare` reads run folders only: no configuration, no device.
     if let Command::Compare { runs, out, csv } = &cli.command {
-        let csv = csv.clone().unwrap_or_else(|| out.with_extension("csv"));
-        if csv == *out {
-            return Err(train::config::ConfigError::Invalid {
-                key: "--csv".into(),
-                message: format!("{} is the same file as --out", csv.display()),
-            }
-            .into());
-        }
-        return commands::eval::compare(runs, out, &csv);
+        return commands::eval::compare(runs, out, csv.as_deref());
     }
     let (cfg, mut recorded) = load_config(&cli)?;
     let device = train::runtime::init(&cfg.runtime, launch.as_ref())?;

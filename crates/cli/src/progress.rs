@@ -95,19 +95,20 @@ impl Observer for Progress {
 
     fn step(&mut self, s: &StepReport) {
         if let Some(bar) = &self.bar {
-            let msg: Vec<String> = s
-                .means
-                .iter()
-                .map(|(k, v)| format!("{k}: {v:.4}"))
-                .collect();
             bar.set_position(s.step as u64);
+            // The means change only on the steps that read them.
+            if (s.read || !self.placed) && !s.means.is_empty() {
+                let msg: Vec<String> = s
+                    .means
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {v:.4}"))
+                    .collect();
+                bar.set_message(format!(" - {}", msg.join(" - ")));
+            }
             if !self.placed {
                 // The rate and time left count from here, not from a resumed epoch's start.
                 bar.reset_eta();
                 self.placed = true;
-            }
-            if !msg.is_empty() {
-                bar.set_message(format!(" - {}", msg.join(" - ")));
             }
         }
     }

@@ -23,6 +23,8 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::create_parents;
+use crate::predict::csv_field;
 use report::plots::{Legend, line_plot};
 use train::error::{Result, TrainError};
 use train::experiment::run::{KNN_METRIC, Run};
@@ -31,7 +33,7 @@ use train::run_dir::RunDir;
 use train::run_dir::atomic::write_file;
 
 /// The sub-folders of a sweep (`labels-<N>`) and of the folds (`fold-<k>`) that hold runs.
-const SUB_RUNS: [&str; 2] = ["labels-", "fold-"];
+const SUB_RUNS: [&str; 2] = [crate::sweep::FOLDER_PREFIX, crate::folds::FOLDER_PREFIX];
 
 /// One history of one run folder.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,13 +131,9 @@ pub struct Table {
 impl Table {
     pub fn of(series: &[Series]) -> Table {
         let mut metrics: Vec<String> = Vec::new();
-        for (name, _) in series
-            .iter()
-            .flat_map(|s| &s.history.epochs)
-            .flat_map(|e| &e.metrics)
-        {
-            if !metrics.contains(name) {
-                metrics.push(name.clone());
+        for name in series.iter().flat_map(|s| s.history.metric_names()) {
+            if !metrics.iter().any(|m| m == name) {
+                metrics.push(name.to_string());
             }
         }
         let rows = series
@@ -200,15 +198,15 @@ impl Table {
         let mut csv = String::from("series,folder,run,epochs,images_per_second");
         for m in &self.metrics {
             csv.push(',');
-            csv.push_str(&csv_cell(m));
+            csv.push_str(&csv_field(m));
         }
         csv.push('\n');
         for r in &self.rows {
             let _ = write!(
                 csv,
                 "{},{},{},{},{}",
-                csv_cell(&r.series),
-                csv_cell(&r.folder.display().to_string()),
+                csv_field(&r.series),
+                csv_field(&r.folder.display().to_string()),
                 r.run.name(),
                 r.epochs,
                 r.images_per_second
@@ -228,15 +226,6 @@ impl Table {
 /// `text` in a markdown table's cell (`|` escaped).
 fn markdown_cell(text: &str) -> String {
     text.replace('|', "\\|").replace(['\n', '\r'], " ")
-}
-
-/// `text` as a CSV field: quoted when it holds a comma, a quote or a line break.
-fn csv_cell(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
-    }
 }
 
 /// The series of every folder in `folders`, in the order given (a sweep's own histories, then
@@ -415,11 +404,8 @@ pub fn curves(series: &[Series]) -> Vec<(String, Vec<f64>)> {
 
 /// Draws [`curves`] of `series` into the PNG `path`, the legend under the chart.
 pub fn plot(path: &Path, series: &[Series]) -> Result<()> {
-    let curves = curves(series);
-    let lines: Vec<(&str, Vec<f64>)> = curves
-        .iter()
-        .map(|(name, values)| (name.as_str(), values.clone()))
-        .collect();
+    let (names, values): (Vec<String>, Vec<Vec<f64>>) = curves(series).into_iter().unzip();
+    let lines: Vec<(&str, Vec<f64>)> = names.iter().map(String::as_str).zip(values).collect();
     line_plot(
         path,
         "Validation accuracy",
@@ -434,11 +420,7 @@ pub fn plot(path: &Path, series: &[Series]) -> Result<()> {
 /// file written atomically, its folder created if missing); returns the table.
 pub fn compare(folders: &[PathBuf], picture: &Path, csv: &Path) -> Result<Table> {
     let series = load(folders)?;
-    for file in [picture, csv] {
-        if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| TrainError::io(parent, e))?;
-        }
-    }
+    create_parents([picture, csv])?;
     plot(picture, &series)?;
     let table = Table::of(&series);
     write_file(csv, table.csv())?;
@@ -602,30 +584,18 @@ mod tests {
         let table = Table::of(&load(std::slice::from_ref(&dir)).unwrap());
         let rows = csv_rows(&table.csv());
         let cell = |name: &str| rows[1][column(&rows, name)].parse::<f64>().unwrap();
-        let max = val_acc.iter().copied().fold(f64::MIN, f64::max);
-        let min = val_loss[..3].iter().copied().fold(f64::MAX, f64::min);
-        assert_eq!((max, min), (0.72, 0.4));
-        assert_eq!(cell("val_acc"), max);
-        assert_eq!(cell("val_loss"), min);
+        assert_eq!(cell("val_acc"), 0.72);
+        // The smallest finite loss: the last epoch's is NaN.
+        assert_eq!(cell("val_loss"), 0.4);
         assert_eq!(cell("lr"), 0.05);
         assert_eq!(cell("images_per_second"), speed.iter().sum::<f64>() / 4.0);
         assert_eq!(cell("epochs"), 4.0);
         assert_eq!(Goal::of("val_p_acc"), Goal::Max);
         assert_eq!(Goal::of("c_loss"), Goal::Min);
         // Every value NaN: the metric is there, its best is not a number.
-        let mut all_nan = History::new("baseline");
-        all_nan.epochs = table_epochs_with("val_loss", f64::NAN);
+        let all_nan = history(Run::Baseline, &[("val_loss", &[f64::NAN])], &[1.0]);
         assert!(best(&all_nan, "val_loss").unwrap().is_nan());
         assert_eq!(best(&all_nan, "val_acc"), None);
-    }
-
-    fn table_epochs_with(metric: &str, value: f64) -> Vec<EpochRecord> {
-        vec![EpochRecord {
-            epoch: 1,
-            metrics: vec![(metric.into(), value)],
-            train_seconds: 1.0,
-            images_per_second: 1.0,
-        }]
     }
 
     #[test]
@@ -734,30 +704,33 @@ mod tests {
                 unfinished.display()
             )
         );
+        let not_a_history = |given: &Path, history: PathBuf| {
+            let e = message(given);
+            let start = format!("{}: not a run history", history.display());
+            assert!(e.starts_with(&start), "{e}");
+        };
         let broken = tmp.path().join("broken");
         run_folder(&broken, &[baseline()]);
         std::fs::write(broken.join("finetuning.json"), "{\"run\": \"finetuning\"").unwrap();
-        let e = message(&broken);
-        assert!(
-            e.starts_with(&format!(
-                "{}: not a run history",
-                broken.join("finetuning.json").display()
-            )),
-            "{e}"
+        not_a_history(&broken, broken.join("finetuning.json"));
+        // Epochs count from 1: an epoch 0 has no place on the curves.
+        let zero = tmp.path().join("zero");
+        let mut h = baseline();
+        h.epochs[0].epoch = 0;
+        run_folder(&zero, &[h]);
+        assert_eq!(
+            message(&zero),
+            format!(
+                "{}: epoch 0 is outside 1..={MAX_EPOCH}",
+                zero.join("baseline.json").display()
+            )
         );
         // Inside a sweep, too: a broken budget's history is an error, not left out.
         let sweep = tmp.path().join("sweep");
         run_folder(&sweep, &[pretraining()]);
         run_folder(&sweep.join("labels-10"), &[]);
         std::fs::write(sweep.join("labels-10/baseline.json"), "[1, 2]").unwrap();
-        let e = message(&sweep);
-        assert!(
-            e.starts_with(&format!(
-                "{}: not a run history",
-                sweep.join("labels-10/baseline.json").display()
-            )),
-            "{e}"
-        );
+        not_a_history(&sweep, sweep.join("labels-10/baseline.json"));
         // A sweep none of whose runs finished an epoch is empty.
         let idle = tmp.path().join("idle");
         run_folder(&idle, &[]);
@@ -810,9 +783,9 @@ mod tests {
 
     #[test]
     fn names_with_commas_and_bars_are_quoted_and_escaped() {
-        assert_eq!(csv_cell("runs/a,b baseline"), "\"runs/a,b baseline\"");
-        assert_eq!(csv_cell("say \"hi\","), "\"say \"\"hi\"\",\"");
-        assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(csv_field("runs/a,b baseline"), "\"runs/a,b baseline\"");
+        assert_eq!(csv_field("say \"hi\","), "\"say \"\"hi\"\",\"");
+        assert_eq!(csv_field("plain"), "plain");
         assert_eq!(markdown_cell("a|b"), "a\\|b");
     }
 }

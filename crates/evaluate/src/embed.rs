@@ -50,14 +50,11 @@ pub fn export(encoder: &FrozenEncoder, ds: &Dataset, what: &Export) -> Result<([
             ),
         ));
     }
-    for file in [Some(what.features), Some(what.labels), what.plot]
-        .into_iter()
-        .flatten()
-    {
-        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
-        }
-    }
+    crate::create_parents(
+        [Some(what.features), Some(what.labels), what.plot]
+            .into_iter()
+            .flatten(),
+    )?;
     let feats = encoder.split(split)?;
     write_features(what.features, &feats)?;
     let labels = features::labels(split, Device::Cpu);

@@ -29,6 +29,9 @@ use train::run_dir::atomic::write_file;
 /// STL-10's folds.
 pub const FOLDS: usize = 10;
 
+/// A fold's run folder in the folds': `fold-<k>`.
+pub(crate) const FOLDER_PREFIX: &str = "fold-";
+
 /// One fold's test accuracies.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FoldRow {
@@ -67,7 +70,8 @@ pub fn summary(rows: &[FoldRow]) -> [(f64, f64); 3] {
 }
 
 /// Runs the protocol for the encoder in `encoder` into `out`: `fold-<k>/` run folders of the
-/// fine-tunings, `folds.csv`, `folds.json` and `report.md`.
+/// fine-tunings (each with its `tensorboard/`), `folds.csv`, `folds.json`, `report.md` and
+/// `report.html`.
 pub fn run(
     cfg: &Config,
     device: Device,
@@ -134,7 +138,7 @@ fn run_fold(
     positions: &[usize],
     obs: &mut dyn Observer,
 ) -> Result<FoldRow> {
-    let (fold_cfg, fold_prep, dir) = on.run_folder(&format!("fold-{fold}"), positions)?;
+    let (fold_cfg, fold_prep, dir) = on.run_folder(&format!("{FOLDER_PREFIX}{fold}"), positions)?;
     let obs = &mut (obs, TensorBoard::for_run(&dir, &fold_cfg));
     let h = experiment::finetune(&fold_cfg.finetuning(), &fold_prep, on.encoder, &dir, obs)?;
     report::markdown::write_report(&fold_cfg.eval.knn(), &fold_prep, &dir)?;

@@ -18,3 +18,17 @@ mod linear_eval;
 pub mod predict;
 mod subsets;
 pub mod sweep;
+
+use std::path::Path;
+
+use train::error::{Result, TrainError};
+
+/// Creates the folder of each of `files` where it is missing.
+fn create_parents<'a>(files: impl IntoIterator<Item = &'a Path>) -> Result<()> {
+    for file in files {
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+        }
+    }
+    Ok(())
+}

@@ -41,6 +41,9 @@ use train::run_dir::atomic::write_file;
 /// The command-line name of the budgets, for messages.
 const BUDGETS_ARG: &str = "--labels-per-class";
 
+/// A budget's run folder in the sweep's: `labels-<N>` (`labels-all`).
+pub(crate) const FOLDER_PREFIX: &str = "labels-";
+
 /// Labels per class for one point of the sweep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Budget {
@@ -124,7 +127,8 @@ pub struct SweepPlan<'a> {
 
 /// Runs the sweep into `plan.out`: the pretraining run folder itself (unless an encoder is
 /// given), `labels-<budget>/` run folders of the supervised runs, `sweep.csv`, `sweep.json`,
-/// `label_efficiency.png` and a section in `report.md`.
+/// `label_efficiency.png` and a section in `report.md` and `report.html`; every run folder
+/// with its `tensorboard/`.
 pub fn run(
     cfg: &Config,
     device: Device,
@@ -152,10 +156,7 @@ pub fn run(
         None => {
             let mut tb = TensorBoard::for_run(&dir, cfg);
             experiment::pretrain(&cfg.pretraining(), &prep, &dir, &mut (&mut *obs, &mut tb))?;
-            let features = report::embedding::of_pretrained(&cfg.model_shapes(), &prep, &dir)?;
-            if let Some(tb) = &mut tb {
-                tb.pretrained(cfg.pretrain.epochs, &features, &prep.ds.class_names);
-            }
+            report::tensorboard::pretrained_features(cfg, &prep, &dir, tb.as_mut())?;
             dir.file("encoder.safetensors")
         }
     };
@@ -215,7 +216,7 @@ fn run_budget(
     obs: &mut dyn Observer,
 ) -> Result<SweepRow> {
     let (budget_cfg, budget_prep, dir) =
-        on.run_folder(&format!("labels-{}", budget.name()), positions)?;
+        on.run_folder(&format!("{FOLDER_PREFIX}{}", budget.name()), positions)?;
     let obs = &mut (obs, TensorBoard::for_run(&dir, &budget_cfg));
     let baseline =
         experiment::baseline(&budget_cfg.supervised_baseline(), &budget_prep, &dir, obs)?;

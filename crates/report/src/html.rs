@@ -17,7 +17,7 @@ use std::path::Path;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::markdown::LIBTORCH_VERSION;
+use crate::markdown::{LIBTORCH_VERSION, TCH_VERSION};
 use train::error::Result;
 use train::run_dir::RunDir;
 use train::run_dir::atomic::write_file;
@@ -48,45 +48,64 @@ pub struct Page<'a> {
 /// (`val_acc.png`, `val_loss.png`, `augmentations.png`, `embedding.png`, each where present),
 /// the further sections, `summary.txt` and `config.toml` (where present); all embedded.
 pub fn write_html(dir: &RunDir, page: &Page) -> Result<()> {
-    write_file(&dir.file(HTML_FILE), render(&dir.path, page)?)
+    write_file(&dir.file(HTML_FILE), render(&dir.path, page))
 }
 
-/// The figures every run folder may hold: file, alternative text, caption, section.
-const FIGURES: [(&str, &str, &str, Section); 4] = [
+/// A figure a run folder may hold.
+pub(crate) struct Figure {
+    /// Its file in the run folder.
+    pub file: &'static str,
+    /// Its alternative text (also `report.md`'s image text).
+    pub alt: &'static str,
+    /// Its caption on the page.
+    pub caption: &'static str,
+    /// Whether `report.md` names it only when the folder has it (the others it always names).
+    pub optional: bool,
+}
+
+/// The page's figure sections, in order: heading and the figures under it. `report.md` lists
+/// the same figures in the same order.
+pub(crate) const FIGURE_SECTIONS: [(&str, &[Figure]); 3] = [
     (
-        "val_acc.png",
-        "validation accuracy",
-        "Validation accuracy per epoch of each run (and of the kNN monitor, when it ran).",
-        Section::Curves,
+        "Training curves",
+        &[
+            Figure {
+                file: "val_acc.png",
+                alt: "validation accuracy",
+                caption: "Validation accuracy per epoch of each run (and of the kNN monitor, \
+                          when it ran).",
+                optional: false,
+            },
+            Figure {
+                file: "val_loss.png",
+                alt: "validation loss",
+                caption: "Validation loss per epoch of each run.",
+                optional: false,
+            },
+        ],
     ),
     (
-        "val_loss.png",
-        "validation loss",
-        "Validation loss per epoch of each run.",
-        Section::Curves,
+        "Augmentations",
+        &[Figure {
+            file: "augmentations.png",
+            alt: "augmentations",
+            caption: "Training images: original, weakly augmented (the probe's and the \
+                      classifiers' transform) and two strongly augmented views (the contrastive \
+                      pair).",
+            optional: false,
+        }],
     ),
     (
-        "augmentations.png",
-        "augmentations",
-        "Training images: original, weakly augmented (the probe's and the classifiers' \
-         transform) and two strongly augmented views (the contrastive pair).",
-        Section::Augmentations,
-    ),
-    (
-        "embedding.png",
-        "test-set features after pretraining, PCA",
-        "Test-set features after pretraining, by class, on their first two principal \
-         components.",
-        Section::Features,
+        "Feature space",
+        &[Figure {
+            file: "embedding.png",
+            alt: "test-set features after pretraining, PCA",
+            caption: "Test-set features after pretraining, by class, on their first two \
+                      principal components.",
+            optional: true,
+        }],
     ),
 ];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Section {
-    Curves,
-    Augmentations,
-    Features,
-}
 
 const STYLE: &str = "\
 *,*::before,*::after{box-sizing:border-box}
@@ -117,35 +136,31 @@ footer a{color:#0550ae}
 ";
 
 /// The whole page for the run folder at `dir`.
-fn render(dir: &Path, page: &Page) -> Result<String> {
+fn render(dir: &Path, page: &Page) -> String {
     let mut doc = Doc {
         dir,
         ids: HashSet::new(),
         nav: Vec::new(),
     };
     let mut body = String::new();
-    let setup = doc.markdown(page.setup)?;
+    let setup = doc.markdown(page.setup);
     let has_setup = !setup.is_empty();
     doc.section(&mut body, "Set-up", &setup);
-    let results = doc.markdown(page.results)?;
+    let results = doc.markdown(page.results);
     doc.section(&mut body, "Best validation accuracy", &results);
-    for (title, which) in [
-        ("Training curves", Section::Curves),
-        ("Augmentations", Section::Augmentations),
-        ("Feature space", Section::Features),
-    ] {
-        let mut figures = String::new();
-        for (file, alt, caption, _) in FIGURES.iter().filter(|f| f.3 == which) {
-            figures.push_str(&doc.figure(file, alt, caption)?);
-        }
+    for (title, figures) in FIGURE_SECTIONS {
+        let figures: String = figures
+            .iter()
+            .map(|f| doc.figure(f.file, f.alt, f.caption))
+            .collect();
         doc.section(&mut body, title, &figures);
     }
-    body.push_str(&doc.markdown(page.sections)?);
+    body.push_str(&doc.markdown(page.sections));
     for (title, file) in [
         ("Model summaries", "summary.txt"),
         ("Configuration", "config.toml"),
     ] {
-        let text = doc.text(file)?;
+        let text = doc.text(file);
         let pre = text.map_or(String::new(), |t| {
             format!(
                 "<p class=\"file\">{file}</p>\n<pre>{}</pre>\n",
@@ -179,7 +194,7 @@ fn render(dir: &Path, page: &Page) -> Result<String> {
     html.push_str(&body);
     let _ = write!(
         html,
-        "<footer>Written by simclr-rs {}, with tch 0.24 and libtorch {LIBTORCH_VERSION}",
+        "<footer>Written by simclr-rs {}, with tch {TCH_VERSION} and libtorch {LIBTORCH_VERSION}",
         env!("CARGO_PKG_VERSION")
     );
     if has_setup {
@@ -188,7 +203,7 @@ fn render(dir: &Path, page: &Page) -> Result<String> {
         );
     }
     html.push_str(".</footer>\n</main>\n</body>\n</html>\n");
-    Ok(html)
+    html
 }
 
 /// The page being written: the run folder its files come from, the ids taken, and the
@@ -227,29 +242,28 @@ impl Doc<'_> {
     }
 
     /// The folder's text file `name`, if it has one.
-    fn text(&self, name: &str) -> Result<Option<String>> {
-        Ok(self
-            .read(name)?
-            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    fn text(&self, name: &str) -> Option<String> {
+        self.read(name)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
     }
 
     /// The bytes of the folder's file `name`: `None` when it is missing, `name` is not a plain
     /// file name (a path, a URL), or the file is not a regular file of at most [`MAX_EMBED`]
     /// bytes or cannot be read (said in a warning: the page goes without it).
-    fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
+    fn read(&self, name: &str) -> Option<Vec<u8>> {
         let plain = !name.is_empty()
             && Path::new(name).file_name().and_then(|n| n.to_str()) == Some(name)
             && !name.contains(['/', '\\', ':']);
         if !plain {
-            return Ok(None);
+            return None;
         }
         let path = self.dir.join(name);
         let meta = match std::fs::symlink_metadata(&path) {
             Ok(meta) => meta,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => {
                 tracing::warn!("report.html goes without {}: {e}", path.display());
-                return Ok(None);
+                return None;
             }
         };
         if !meta.is_file() || meta.len() > MAX_EMBED {
@@ -257,41 +271,37 @@ impl Doc<'_> {
                 "report.html goes without {}: not a regular file of at most {MAX_EMBED} bytes",
                 path.display()
             );
-            return Ok(None);
+            return None;
         }
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) => {
-                tracing::warn!("report.html goes without {}: {e}", path.display());
-                Ok(None)
-            }
-        }
+        std::fs::read(&path)
+            .inspect_err(|e| tracing::warn!("report.html goes without {}: {e}", path.display()))
+            .ok()
     }
 
     /// The folder's image `name` embedded in a `<figure>`: nothing when the folder has no such
     /// file, a note when it is not a PNG or JPEG image that decodes.
-    fn figure(&self, name: &str, alt: &str, caption: &str) -> Result<String> {
-        let Some(bytes) = self.read(name)? else {
-            return Ok(String::new());
+    fn figure(&self, name: &str, alt: &str, caption: &str) -> String {
+        let Some(bytes) = self.read(name) else {
+            return String::new();
         };
         let Some((mime, width, height)) = image_kind(&bytes) else {
-            return Ok(format!(
+            return format!(
                 "<p class=\"note\">{} is not a readable PNG or JPEG image.</p>\n",
                 escape(name)
-            ));
+            );
         };
-        Ok(format!(
+        format!(
             "<figure>\n<img src=\"data:{mime};base64,{}\" width=\"{width}\" height=\"{height}\" \
              alt=\"{}\">\n<figcaption>{}</figcaption>\n</figure>\n",
             STANDARD.encode(&bytes),
             escape(alt),
             escape(caption)
-        ))
+        )
     }
 
     /// `md` as HTML, for the subset described in the module's documentation; level-2 headings
     /// join the page's contents.
-    fn markdown(&mut self, md: &str) -> Result<String> {
+    fn markdown(&mut self, md: &str) -> String {
         let lines: Vec<Line> = md.lines().map(Line::of).collect();
         let mut html = String::new();
         let mut i = 0;
@@ -310,7 +320,7 @@ impl Doc<'_> {
                         self.nav.push((id, text.to_string()));
                     }
                 }
-                Line::Image(alt, src) => html.push_str(&self.figure(src, alt, alt)?),
+                Line::Image(alt, src) => html.push_str(&self.figure(src, alt, alt)),
                 Line::Row(_) => html.push_str(&table(block)),
                 Line::Item(_) => {
                     html.push_str("<ul>\n");
@@ -334,7 +344,7 @@ impl Doc<'_> {
             }
             i = end;
         }
-        Ok(html)
+        html
     }
 }
 
@@ -493,7 +503,7 @@ mod tests {
             ids: HashSet::new(),
             nav: Vec::new(),
         };
-        doc.markdown(text).unwrap()
+        doc.markdown(text)
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use crate::html::FIGURE_SECTIONS;
 use crate::plots::{Legend, line_plot};
 use train::error::Result;
 use train::experiment::run::{KNN_LABEL, KNN_METRIC, Run};
@@ -14,6 +15,9 @@ use train::run_dir::{Histories, RunDir};
 
 /// The libtorch release torch-sys 0.24 builds against (its build script enforces it).
 pub const LIBTORCH_VERSION: &str = "2.11.0";
+
+/// The tch release the workspace is built on.
+pub const TCH_VERSION: &str = "0.24";
 
 /// Published for the Keras example (STL-10, 20 epochs).
 const PUBLISHED: &str = "Published for the Keras example (STL-10, 20 epochs): baseline 59.9%, \
@@ -96,7 +100,7 @@ pub fn setup(prep: &Prepared) -> String {
         format!("- data: {data_at}"),
         format!("- data parallel: {}", prep.parallelism()),
         format!(
-            "- versions: simclr-rs {}, tch 0.24, libtorch {LIBTORCH_VERSION}",
+            "- versions: simclr-rs {}, tch {TCH_VERSION}, libtorch {LIBTORCH_VERSION}",
             env!("CARGO_PKG_VERSION")
         ),
         format!(
@@ -151,13 +155,14 @@ fn results(knn: &Knn, histories: &Histories) -> String {
     md
 }
 
-/// The figures the folder holds, as markdown images.
+/// The figures the folder holds, as markdown images: those of report.html's figure sections,
+/// the optional ones only where present.
 fn figures(dir: &RunDir) -> String {
-    let mut md = String::from(
-        "![validation accuracy](val_acc.png)\n\n![validation loss](val_loss.png)\n\n![augmentations](augmentations.png)\n",
-    );
-    if dir.file("embedding.png").is_file() {
-        md.push_str("\n![test-set features after pretraining, PCA](embedding.png)\n");
-    }
-    md
+    FIGURE_SECTIONS
+        .iter()
+        .flat_map(|(_, figures)| figures.iter())
+        .filter(|f| !f.optional || dir.file(f.file).is_file())
+        .map(|f| format!("![{}]({})\n", f.alt, f.file))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

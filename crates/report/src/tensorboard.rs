@@ -18,12 +18,29 @@ use tch::Kind;
 use tensorboard::projector::{self, Embedding, Sprite};
 use tensorboard::{Error, EventWriter};
 use train::config::Config;
+use train::error::Result;
 use train::experiment::run::Run;
 use train::fit::metrics::EpochRecord;
 use train::fit::{Observer, Position, StepReport};
+use train::prepared::Prepared;
 use train::run_dir::RunDir;
 
-use crate::embedding::TestFeatures;
+use crate::embedding::{self as embedding, TestFeatures};
+
+/// After pretraining: `embedding.png` of the pretrained encoder in `dir` and, where
+/// `tensorboard` logs the run, the same picture and the projector's files there.
+pub fn pretrained_features(
+    cfg: &Config,
+    prep: &Prepared,
+    dir: &RunDir,
+    tensorboard: Option<&mut TensorBoard>,
+) -> Result<()> {
+    let features = embedding::of_pretrained(&cfg.model_shapes(), prep, dir)?;
+    if let Some(tb) = tensorboard {
+        tb.pretrained(cfg.pretrain.epochs, &features, &prep.ds.class_names);
+    }
+    Ok(())
+}
 
 /// Thumbnails in the projector's sprite are at most this many pixels a side.
 const THUMBNAIL: i64 = 32;
@@ -217,7 +234,8 @@ fn projector_files(dir: &Path, f: &TestFeatures, class_names: &[String]) -> Resu
         })
         .collect();
     let size = (f.images.image_size() as i64).min(THUMBNAIL);
-    // A few hundred images at a time: the float copy of a whole split would be gigabytes.
+    // A few hundred images at a time: the float copy of all of them (up to 5,000 at 96 px)
+    // would be over half a gigabyte.
     let all: Vec<usize> = (0..f.images.len()).collect();
     let mut thumbnails = Vec::with_capacity(all.len() * (size * size * 3) as usize);
     for chunk in all.chunks(256) {

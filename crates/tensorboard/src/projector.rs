@@ -225,25 +225,20 @@ mod tests {
     fn shapes_that_disagree_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let metadata = vec![vec!["a".to_string()]];
-        let e = Embedding {
-            name: "f",
-            values: &[1.0, 2.0, 3.0],
-            dim: 2,
-            columns: &["label"],
-            metadata: &metadata,
-            sprite: None,
+        let error = |values: &[f32]| {
+            let e = Embedding {
+                name: "f",
+                values,
+                dim: 2,
+                columns: &["label"],
+                metadata: &metadata,
+                sprite: None,
+            };
+            write(dir.path(), &[e]).unwrap_err().to_string()
         };
-        let err = write(dir.path(), &[e]).unwrap_err().to_string();
+        let err = error(&[1.0, 2.0, 3.0]);
         assert!(err.contains("f: 3 values do not make rows of 2"), "{err}");
-        let e = Embedding {
-            name: "f",
-            values: &[1.0, 2.0, 3.0, 4.0],
-            dim: 2,
-            columns: &["label"],
-            metadata: &metadata,
-            sprite: None,
-        };
-        let err = write(dir.path(), &[e]).unwrap_err().to_string();
+        let err = error(&[1.0, 2.0, 3.0, 4.0]);
         assert!(err.contains("1 metadata rows for 2 vectors"), "{err}");
     }
 }

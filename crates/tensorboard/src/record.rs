@@ -51,16 +51,10 @@ pub fn read_record(input: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
 
 /// Fills `buf`: `false` when the input ends first (at its start or part-way).
 fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
-    let mut at = 0;
-    while at < buf.len() {
-        match input.read(&mut buf[at..]) {
-            Ok(0) => return Ok(false),
-            Ok(n) => at += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+    match input.read_exact(buf) {
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        done => done.map(|()| true),
     }
-    Ok(true)
 }
 
 fn corrupt(what: &str) -> io::Error {

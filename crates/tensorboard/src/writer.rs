@@ -71,15 +71,8 @@ impl EventWriter {
 
     /// A PNG image, whose size and colours are read from its header.
     pub fn image(&mut self, tag: &str, step: i64, png: &[u8]) -> Result<(), Error> {
-        let (width, height, colorspace) = png_header(png).ok_or_else(|| {
-            Error::io(
-                &self.path,
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("{tag}: not a PNG image"),
-                ),
-            )
-        })?;
+        let (width, height, colorspace) = png_header(png)
+            .ok_or_else(|| Error::invalid(&self.path, format!("{tag}: not a PNG image")))?;
         let image = Image {
             height: height as i32,
             width: width as i32,

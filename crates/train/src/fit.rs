@@ -283,27 +283,26 @@ fn train_epoch<S: TrainStep>(
         images += S::VIEWS * batch.len();
         let stop = stop_requested(phase, obs)?;
         let read = step % every == 0 || step == steps || stop;
-        let mut read_sums = None;
-        if read {
+        let (read_sums, rates) = if read {
             let (sums, bad) = sums.read()?;
             if let Some(bad) = bad {
                 return Err(diverged(phase.run, S::METRICS, &sums, epoch, bad));
             }
             shown = means(S::METRICS, &sums, step);
-            read_sums = Some(sums);
-        }
-        let rates = if read {
-            model.learning_rates()
+            (Some(sums), model.learning_rates())
         } else {
-            Vec::new()
+            (None, Vec::new())
         };
+        // Observers see the step before its checkpoint: a resumed run drops what they logged
+        // after the checkpoint it resumes from.
         obs.step(&StepReport {
             step,
             means: &shown,
             read,
             learning_rates: &rates,
         });
-        if let (Some(sums), true) = (read_sums, stop && step < steps) {
+        // A stop is always a read step, so its sums are at hand.
+        if let Some(sums) = read_sums.filter(|_| stop && step < steps) {
             let at = Position {
                 epoch: pos.epoch,
                 step,

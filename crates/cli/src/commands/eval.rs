@@ -142,10 +142,18 @@ pub fn predict(predictor: &Predictor, inputs: &[PathBuf], top: usize, format: &s
     Ok(())
 }
 
-/// Compares the run folders `runs`: the picture `out`, the table as CSV in `csv` and as
-/// markdown on stdout.
-pub fn compare(runs: &[PathBuf], out: &Path, csv: &Path) -> Result<()> {
-    let table = evaluate::compare::compare(runs, out, csv)?;
+/// Compares the run folders `runs`: the picture `out`, the table as CSV in `csv` (by default
+/// `out` with `.csv`) and as markdown on stdout.
+pub fn compare(runs: &[PathBuf], out: &Path, csv: Option<&Path>) -> Result<()> {
+    let csv = csv.map_or_else(|| out.with_extension("csv"), Path::to_path_buf);
+    if csv == out {
+        return Err(train::config::ConfigError::Invalid {
+            key: "--csv".into(),
+            message: format!("{} is the same file as --out", csv.display()),
+        }
+        .into());
+    }
+    let table = evaluate::compare::compare(runs, out, &csv)?;
     print!("{}", table.markdown());
     tracing::info!("wrote {} and {}", out.display(), csv.display());
     Ok(())

@@ -11,7 +11,7 @@ use train::{experiment, experiment::run, prepared::Prepared, run_dir::Recorded, 
 
 use crate::args::RunArgs;
 use crate::progress::Progress;
-use report::tensorboard::TensorBoard;
+use report::tensorboard::{TensorBoard, pretrained_features};
 
 /// Which phases a command runs.
 pub enum Phases<'a> {
@@ -65,7 +65,7 @@ pub fn run(
             experiment::baseline(&cfg.supervised_baseline(), &prep, &dir, obs)?;
             experiment::pretrain(&cfg.pretraining(), &prep, &dir, obs)?;
             if writes {
-                pretrained_features(cfg, &prep, &dir, &mut obs.1)?;
+                pretrained_features(cfg, &prep, &dir, obs.1.as_mut())?;
             }
             experiment::finetune(
                 &cfg.finetuning(),
@@ -81,7 +81,7 @@ pub fn run(
         Phases::Pretrain => {
             experiment::pretrain(&cfg.pretraining(), &prep, &dir, obs)?;
             if writes {
-                pretrained_features(cfg, &prep, &dir, &mut obs.1)?;
+                pretrained_features(cfg, &prep, &dir, obs.1.as_mut())?;
             }
         }
         Phases::Finetune { encoder } => {
@@ -100,21 +100,6 @@ pub fn run(
     let histories = report::write_report(&cfg.eval.knn(), &prep, &dir)?;
     println!("run folder: {}", dir.path.display());
     print_maxima(cfg.eval.knn_k, &histories);
-    Ok(())
-}
-
-/// `embedding.png` of the pretrained encoder, also logged to TensorBoard with the projector's
-/// files.
-fn pretrained_features(
-    cfg: &Config,
-    prep: &Prepared,
-    dir: &RunDir,
-    tensorboard: &mut Option<TensorBoard>,
-) -> Result<()> {
-    let features = report::embedding::of_pretrained(&cfg.model_shapes(), prep, dir)?;
-    if let Some(tb) = tensorboard {
-        tb.pretrained(cfg.pretrain.epochs, &features, &prep.ds.class_names);
-    }
     Ok(())
 }
 

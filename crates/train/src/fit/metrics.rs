@@ -110,6 +110,17 @@ impl History {
         self.series(metric).into_iter().reduce(f64::max)
     }
 
+    /// Every metric any epoch has, in the order they first appear.
+    pub fn metric_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for (k, _) in self.epochs.iter().flat_map(|e| &e.metrics) {
+            if !names.contains(&k.as_str()) {
+                names.push(k);
+            }
+        }
+        names
+    }
+
     /// `epoch,<metrics...>,train_seconds,images_per_second`, one row per epoch. The columns are
     /// every metric any epoch has, in the order they first appear; an epoch without one (a run
     /// resumed with the kNN monitor switched on, say) leaves its cell empty.
@@ -118,12 +129,7 @@ impl History {
         if self.epochs.is_empty() {
             return out;
         }
-        let mut names: Vec<&str> = Vec::new();
-        for (k, _) in self.epochs.iter().flat_map(|e| &e.metrics) {
-            if !names.contains(&k.as_str()) {
-                names.push(k);
-            }
-        }
+        let names = self.metric_names();
         let _ = writeln!(
             out,
             "epoch,{},train_seconds,images_per_second",
