@@ -9,6 +9,7 @@ use crate::plots::{Legend, line_plot};
 use train::error::Result;
 use train::experiment::run::{KNN_LABEL, KNN_METRIC, Run};
 use train::features::knn::Knn;
+use train::fit::metrics::History;
 use train::prepared::Prepared;
 use train::run_dir::atomic::write_file;
 use train::run_dir::{Histories, RunDir};
@@ -60,15 +61,14 @@ fn validation_plots(dir: &RunDir, histories: &Histories) -> Result<()> {
         histories
             .runs
             .iter()
-            .map(|(run, h)| (run.label(), h.series(metric(*run))))
+            .map(|(run, h)| (run.label(), per_epoch(h, metric(*run))))
             .collect()
     };
     let mut accuracy = series(Run::accuracy_metric);
-    if let Some(h) = histories.get(Run::Pretraining) {
-        let knn = h.series(KNN_METRIC);
-        if !knn.is_empty() {
-            accuracy.push((KNN_LABEL, knn));
-        }
+    if let Some(h) = histories.get(Run::Pretraining)
+        && h.epochs.iter().any(|e| e.get(KNN_METRIC).is_some())
+    {
+        accuracy.push((KNN_LABEL, per_epoch(h, KNN_METRIC)));
     }
     line_plot(
         &dir.file("val_acc.png"),
@@ -84,6 +84,15 @@ fn validation_plots(dir: &RunDir, histories: &Histories) -> Result<()> {
         Legend::UpperRight,
         &series(Run::loss_metric),
     )
+}
+
+/// `metric` at each of `h`'s epochs, NaN (no point) where an epoch lacks it: a run resumed with
+/// the kNN monitor switched on draws it from the epoch it started at.
+fn per_epoch(h: &History, metric: &str) -> Vec<f64> {
+    h.epochs
+        .iter()
+        .map(|e| e.get(metric).unwrap_or(f64::NAN))
+        .collect()
 }
 
 /// The bullet list of how and on what the run ran.
@@ -165,4 +174,29 @@ fn figures(dir: &RunDir) -> String {
         .map(|f| format!("![{}]({})\n", f.alt, f.file))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use train::fit::metrics::EpochRecord;
+
+    #[test]
+    fn a_metric_missing_from_early_epochs_keeps_its_later_epochs_places() {
+        let mut h = History::new("pretraining");
+        for (epoch, knn) in [(1, None), (2, Some(0.5)), (3, Some(0.625))] {
+            let mut metrics = vec![("val_p_acc".to_string(), 0.25 * epoch as f64)];
+            metrics.extend(knn.map(|v| (KNN_METRIC.to_string(), v)));
+            h.epochs.push(EpochRecord {
+                epoch,
+                metrics,
+                train_seconds: 1.0,
+                images_per_second: 1.0,
+            });
+        }
+        let knn = per_epoch(&h, KNN_METRIC);
+        assert!(knn[0].is_nan(), "{knn:?}");
+        assert_eq!(knn[1..], [0.5, 0.625]);
+        assert_eq!(per_epoch(&h, "val_p_acc"), [0.25, 0.5, 0.75]);
+    }
 }
